@@ -1,0 +1,83 @@
+# The two commands: `make run` and `make test`. Everything else is what they build on.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+GEN := services/protos/gen
+PROTO_FILES := $(shell find protos -name '*.proto' | sort)
+SERVICE_PKGS := services/protos services/servicekit services/ingest services/friendship services/analyzer services/springctl
+SERVICE_PYPROJECTS := $(addsuffix /pyproject.toml,$(SERVICE_PKGS))
+
+.PHONY: help run test lint typecheck proto install check-infra services migrate unit integration e2e bench clean token
+
+help:
+	@echo "make run    - set up and run the whole system in the foreground (Ctrl-C stops it)"
+	@echo "make test   - set up and run every test tier"
+	@echo "make services - install and start PostgreSQL and RabbitMQ from Debian packages"
+
+# --- environment -------------------------------------------------------------
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.deps: $(BIN)/activate requirements/dev.txt
+	$(BIN)/pip install -q -r requirements/dev.txt
+	@touch $@
+
+$(GEN)/.stamp: $(VENV)/.deps $(PROTO_FILES) buf.yaml
+	$(BIN)/buf lint
+	rm -rf $(GEN) && mkdir -p $(GEN)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m grpc_tools.protoc -Iprotos \
+	  --python_out=$(GEN) --grpc_python_out=$(GEN) \
+	  --mypy_out=$(GEN) --mypy_grpc_out=$(GEN) $(PROTO_FILES)
+	find $(GEN)/spring -type d -exec touch {}/__init__.py \;
+	touch $(GEN)/spring/py.typed
+	@touch $@
+
+proto: $(GEN)/.stamp
+
+$(VENV)/.installed: $(GEN)/.stamp $(SERVICE_PYPROJECTS)
+	$(BIN)/pip install -q $(addprefix -e ,$(SERVICE_PKGS))
+	@touch $@
+
+install: $(VENV)/.installed
+
+check-infra: install
+	@$(PY) scripts/check_infra.py
+
+services:
+	bash scripts/services.sh
+
+migrate: check-infra
+	$(BIN)/ingest-migrate && $(BIN)/analyzer-migrate && $(BIN)/friendship-migrate
+
+# --- the two commands --------------------------------------------------------
+run: migrate
+	$(BIN)/springctl dev-run
+
+test: check-infra lint typecheck
+	$(BIN)/pytest tests
+
+# --- pieces ------------------------------------------------------------------
+lint: install
+	$(BIN)/buf lint
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy services/servicekit/src services/ingest/src services/friendship/src services/analyzer/src services/springctl/src
+
+unit: install
+	$(BIN)/pytest tests/unit tests/contract
+
+integration: check-infra
+	$(BIN)/pytest tests/integration
+
+e2e: check-infra
+	$(BIN)/pytest tests/e2e
+
+token: install
+	@$(BIN)/springctl token
+
+clean:
+	rm -rf $(VENV) $(GEN) .pytest_cache .mypy_cache .ruff_cache

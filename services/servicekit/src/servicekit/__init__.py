@@ -1,0 +1,1 @@
+"""Plumbing shared verbatim by the spring services. No domain types live here."""

@@ -1,0 +1,163 @@
+"""JWT bearer auth with scopes (CONTRACT.md: HS256 secret or RS256 public key)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import jwt
+
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+REFLECTION_PREFIXES = (
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+ANY_VALID_TOKEN = ""  # scope marker: a valid token is enough (reflection)
+INTERNAL_SCOPE = "internal"
+
+
+class AuthError(Exception):
+    """A token is missing or invalid (UNAUTHENTICATED)."""
+
+
+class ScopeError(Exception):
+    """The token is valid but lacks the scope (PERMISSION_DENIED)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    scopes: frozenset[str]
+
+
+class TokenVerifier:
+    def __init__(self, *, secret: str | None = None, public_key: str | None = None) -> None:
+        if secret:
+            self._key: str = secret
+            self._algorithms = ["HS256"]
+        elif public_key:
+            self._key = public_key
+            self._algorithms = ["RS256"]
+        else:
+            raise ValueError("a JWT secret or public key is required")
+
+    def verify(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise AuthError("missing bearer token")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("authorization must be 'Bearer <token>'")
+        try:
+            claims = jwt.decode(
+                token.strip(),
+                self._key,
+                algorithms=self._algorithms,
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("token expired") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthError("invalid token") from exc
+        scope = claims.get("scope", "")
+        if not isinstance(scope, str):
+            raise AuthError("invalid scope claim")
+        return Principal(subject=str(claims["sub"]), scopes=frozenset(scope.split()))
+
+
+def mint_token(secret: str, subject: str, scopes: list[str], ttl_s: int = 3600) -> str:
+    """HS256 token; used by `make run` (dev token) and for service-to-service calls."""
+    now = int(time.time())
+    payload = {"sub": subject, "scope": " ".join(scopes), "iat": now, "exp": now + ttl_s}
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+class ServiceTokenSource:
+    """Bearer token for calls to other services: a fixed one, or minted and renewed."""
+
+    def __init__(self, *, fixed: str | None, secret: str | None, subject: str) -> None:
+        if not fixed and not secret:
+            raise ValueError("AUTH_SERVICE_TOKEN or AUTH_JWT_SECRET is needed to call other services")
+        self._fixed = fixed
+        self._secret = secret
+        self._subject = subject
+        self._token = ""
+        self._renew_at = 0.0
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        if self._fixed:
+            return (("authorization", f"Bearer {self._fixed}"),)
+        now = time.time()
+        if now >= self._renew_at:
+            assert self._secret is not None
+            self._token = mint_token(self._secret, self._subject, [INTERNAL_SCOPE], ttl_s=3600)
+            self._renew_at = now + 1800
+        return (("authorization", f"Bearer {self._token}"),)
+
+
+def required_scope(method: str, scopes_by_method: Mapping[str, str]) -> str | None:
+    """None = no auth (health); ANY_VALID_TOKEN = any valid token; else the scope.
+
+    Methods nobody listed need `internal`: a forgotten entry fails closed.
+    """
+    if method.startswith(HEALTH_PREFIX):
+        return None
+    if method.startswith(REFLECTION_PREFIXES):
+        return ANY_VALID_TOKEN
+    return scopes_by_method.get(method, INTERNAL_SCOPE)
+
+
+def authorize(verifier: TokenVerifier, method: str, authorization: str | None,
+              scopes_by_method: Mapping[str, str]) -> Principal | None:
+    scope = required_scope(method, scopes_by_method)
+    if scope is None:
+        return None
+    principal = verifier.verify(authorization)
+    if scope != ANY_VALID_TOKEN and scope not in principal.scopes:
+        raise ScopeError(f"token lacks scope '{scope}'")
+    return principal
+
+
+def _aborting_handler(
+    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
+) -> grpc.RpcMethodHandler:
+    async def abort(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(code, message)
+
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(abort)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(abort)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(abort)
+    return grpc.unary_unary_rpc_method_handler(abort)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, verifier: TokenVerifier, scopes_by_method: Mapping[str, str]) -> None:
+        self._verifier = verifier
+        self._scopes = dict(scopes_by_method)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        authorization = None
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == "authorization":
+                authorization = value if isinstance(value, str) else value.decode()
+                break
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        try:
+            authorize(self._verifier, method, authorization, self._scopes)
+        except AuthError as exc:
+            return _aborting_handler(handler, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        except ScopeError as exc:
+            return _aborting_handler(handler, grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        return handler

@@ -1,0 +1,164 @@
+"""PostgreSQL plumbing: engines with timeouts, database creation, migrations, blocking calls."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine, make_url
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class DatabaseUnavailable(Exception):
+    """The database did not answer in time or refused us; callers answer UNAVAILABLE."""
+
+
+def create_db_engine(
+    url: str,
+    *,
+    application_name: str,
+    pool_size: int,
+    pool_timeout_s: float,
+    connect_timeout_s: int,
+    statement_timeout_ms: int,
+) -> Engine:
+    """An engine whose every wait is bounded: connect, pool checkout, statement, idle tx."""
+    options = (
+        f"-c statement_timeout={statement_timeout_ms}"
+        f" -c lock_timeout={statement_timeout_ms}"
+        f" -c idle_in_transaction_session_timeout={max(statement_timeout_ms * 4, 10000)}"
+    )
+    return sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=pool_timeout_s,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": connect_timeout_s,
+            "application_name": application_name,
+            "options": options,
+            # Notice a dead peer instead of waiting on a half-open socket forever.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        },
+    )
+
+
+def ensure_database(url: str, connect_timeout_s: int = 5) -> None:
+    """Create the database named in `url` if it does not exist (CONTRACT.md local default)."""
+    target = make_url(url)
+    name = target.database
+    if not name:
+        raise ValueError("DATABASE_URL names no database")
+    admin = sa.create_engine(
+        target.set(database="postgres"),
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.pool.NullPool,
+        connect_args={"connect_timeout": connect_timeout_s},
+    )
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).scalar()
+            if not exists:
+                try:
+                    conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+                    log.info("database created", extra={"database": name})
+                except sa_exc.ProgrammingError as exc:
+                    # Another service created it at the same moment.
+                    if "already exists" not in str(exc):
+                        raise
+    finally:
+        admin.dispose()
+
+
+def migrate(url: str, script_location: str, schema: str) -> None:
+    """Create the database and schema if missing, then upgrade to head.
+
+    Each service keeps its own alembic version table inside its own schema.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    ensure_database(url)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            # Two services migrating at once must not race on the same schema.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": schema})
+            config = Config()
+            config.set_main_option("script_location", script_location)
+            config.attributes["connection"] = conn
+            config.attributes["schema"] = schema
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+
+def run_alembic_env(target_metadata: sa.MetaData | None) -> None:
+    """The body of every service's migrations/env.py (online mode only)."""
+    from alembic import context
+
+    config = context.config
+    connection = config.attributes["connection"]
+    schema = config.attributes["schema"]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table_schema=schema,
+        include_schemas=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+_UNAVAILABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
+class BlockingRunner:
+    """Runs blocking DB work off the event loop, in threads no more numerous than the pool.
+
+    Every call has a deadline: a hung statement or an unreachable server turns into
+    DatabaseUnavailable instead of a hang, and the thread is freed by the statement or
+    connect timeout of the engine.
+    """
+
+    def __init__(self, workers: int, timeout_s: float, name: str = "db") -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._timeout_s = timeout_s
+
+    async def __call__(self, fn: Callable[..., T], *args: Any, timeout_s: float | None = None) -> T:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        try:
+            return await asyncio.wait_for(future, timeout_s or self._timeout_s)
+        except TimeoutError as exc:
+            raise DatabaseUnavailable("database call timed out") from exc
+        except _UNAVAILABLE_ERRORS as exc:
+            raise DatabaseUnavailable(f"database error: {type(exc.orig or exc).__name__}") from exc
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def check_pool_fits(pool_size: int, concurrency: int, what: str) -> None:
+    """Refuse at start-up a pool smaller than the concurrency that draws on it."""
+    if pool_size < concurrency:
+        raise ValueError(
+            f"DB_POOL_SIZE={pool_size} is smaller than {what}={concurrency}: "
+            "work would queue for connections; raise the pool or lower the concurrency"
+        )
