@@ -11,5 +11,7 @@ READER_SCOPES = ["friendship:read"]
 INTERNAL_SCOPES = ["internal"]
 
 
-def bearer(scopes: list[str], secret: str = TEST_JWT_SECRET, ttl_s: int = 3600) -> tuple[tuple[str, str]]:
+def bearer(
+    scopes: list[str], secret: str = TEST_JWT_SECRET, ttl_s: int = 3600
+) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {mint_token(secret, 'test', scopes, ttl_s=ttl_s)}"),)

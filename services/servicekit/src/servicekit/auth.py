@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import jwt
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIXES = (
@@ -79,7 +81,9 @@ class ServiceTokenSource:
 
     def __init__(self, *, fixed: str | None, secret: str | None, subject: str) -> None:
         if not fixed and not secret:
-            raise ValueError("AUTH_SERVICE_TOKEN or AUTH_JWT_SECRET is needed to call other services")
+            raise ValueError(
+                "AUTH_SERVICE_TOKEN or AUTH_JWT_SECRET is needed to call other services"
+            )
         self._fixed = fixed
         self._secret = secret
         self._subject = subject
@@ -121,8 +125,8 @@ def authorize(verifier: TokenVerifier, method: str, authorization: str | None,
 
 
 def _aborting_handler(
-    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
-) -> grpc.RpcMethodHandler:
+    handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, message: str
+) -> grpc.RpcMethodHandler[Any, Any]:
     async def abort(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         await context.abort(code, message)
 
@@ -135,16 +139,16 @@ def _aborting_handler(
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, verifier: TokenVerifier, scopes_by_method: Mapping[str, str]) -> None:
         self._verifier = verifier
         self._scopes = dict(scopes_by_method)
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         method = handler_call_details.method
         authorization = None
         for key, value in handler_call_details.invocation_metadata or ():

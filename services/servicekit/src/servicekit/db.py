@@ -149,7 +149,8 @@ class BlockingRunner:
         except TimeoutError as exc:
             raise DatabaseUnavailable("database call timed out") from exc
         except _UNAVAILABLE_ERRORS as exc:
-            raise DatabaseUnavailable(f"database error: {type(exc.orig or exc).__name__}") from exc
+            cause = getattr(exc, "orig", None) or exc
+            raise DatabaseUnavailable(f"database error: {type(cause).__name__}") from exc
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from prometheus_client import Counter, Histogram, start_http_server
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 RPC_HANDLED = Counter(
     "grpc_server_handled_total", "RPCs completed, by method and status code", ["method", "code"]
@@ -24,19 +26,19 @@ def start_metrics_server(port: int, host: str = "0.0.0.0") -> None:
     start_http_server(port, addr=host)
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Counts and times unary RPCs; streaming ones (reflection, Watch) pass through."""
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_streaming or handler.response_streaming:
             return handler
         method = handler_call_details.method
-        inner = handler.unary_unary
+        inner: Any = handler.unary_unary
 
         async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             start = time.perf_counter()

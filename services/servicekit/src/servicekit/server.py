@@ -37,7 +37,7 @@ class GrpcServer:
                 ("grpc.keepalive_permit_without_calls", 1),
             ],
         )
-        self.health = health.aio.HealthServicer()
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
@@ -72,9 +72,12 @@ async def wait_for_termination_signal() -> signal.Signals:
     loop = asyncio.get_running_loop()
     received: asyncio.Future[signal.Signals] = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(
-            sig, lambda s=sig: received.done() or received.set_result(s)  # type: ignore[misc]
-        )
+        loop.add_signal_handler(sig, _resolve_once, received, sig)
     sig = await received
     log.info("shutdown signal received", extra={"signal": sig.name})
     return sig
+
+
+def _resolve_once(future: asyncio.Future[signal.Signals], sig: signal.Signals) -> None:
+    if not future.done():
+        future.set_result(sig)
