@@ -11,10 +11,22 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def sqlalchemy_url(url: str) -> URL:
+    """DATABASE_URL with the psycopg2 driver made explicit.
+
+    SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3, which is not installed
+    (the design card's driver is psycopg2).
+    """
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed
 
 
 class DatabaseUnavailable(Exception):
@@ -37,7 +49,7 @@ def create_db_engine(
         f" -c idle_in_transaction_session_timeout={max(statement_timeout_ms * 4, 10000)}"
     )
     return sa.create_engine(
-        url,
+        sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=pool_timeout_s,
@@ -58,7 +70,7 @@ def create_db_engine(
 
 def ensure_database(url: str, connect_timeout_s: int = 5) -> None:
     """Create the database named in `url` if it does not exist (CONTRACT.md local default)."""
-    target = make_url(url)
+    target = sqlalchemy_url(url)
     name = target.database
     if not name:
         raise ValueError("DATABASE_URL names no database")
@@ -94,7 +106,7 @@ def migrate(url: str, script_location: str, schema: str) -> None:
     from alembic.config import Config
 
     ensure_database(url)
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
