@@ -1,0 +1,27 @@
+"""Start the friendship server in-process on port 0 against a real PostgreSQL database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from friendship.config import Settings
+from friendship.entrypoints.migrate import run as migrate
+from tests.support.auth import TEST_JWT_SECRET
+from tests.support.env import TEST_DATABASE_URL
+
+
+def test_settings(database_url: str = TEST_DATABASE_URL, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "auth_jwt_secret": TEST_JWT_SECRET,
+        "auth_jwt_public_key": None,
+        "grpc_host": "127.0.0.1",
+        "grpc_port": 0,
+        "shutdown_grace_s": 1.0,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+def migrate_test_database() -> None:
+    migrate(TEST_DATABASE_URL)
