@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from friendship.entrypoints.grpc_server import RunningServer, start_server
-from tests.contract.friendship.harness import migrate_test_database, test_settings
+from tests.contract.friendship.harness import migrate_test_database, server_settings
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def friendship_database() -> None:
 
 @pytest.fixture(scope="session")
 async def friendship_server(friendship_database: None) -> AsyncIterator[RunningServer]:
-    running = await start_server(test_settings())
+    running = await start_server(server_settings())
     yield running
     await running.stop(0.5)
 

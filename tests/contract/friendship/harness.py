@@ -10,7 +10,7 @@ from tests.support.auth import TEST_JWT_SECRET
 from tests.support.env import TEST_DATABASE_URL
 
 
-def test_settings(database_url: str = TEST_DATABASE_URL, **overrides: Any) -> Settings:
+def server_settings(database_url: str = TEST_DATABASE_URL, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
         "auth_jwt_secret": TEST_JWT_SECRET,

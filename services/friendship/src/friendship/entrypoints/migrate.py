@@ -24,6 +24,7 @@ def run(database_url: str) -> None:
 
 def main() -> None:
     configure_logging("friendship-migrate", os.environ.get("LOG_LEVEL", "INFO"))
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
     database = make_url(url).database
     try:
