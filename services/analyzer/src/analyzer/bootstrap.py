@@ -1,0 +1,85 @@
+"""Build the analyzer's dependencies from settings, and close them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import grpc
+from sqlalchemy.engine import Engine
+
+from analyzer.adapters.friendship_client import GrpcFriendshipClient
+from analyzer.adapters.grpc_calls import open_channel
+from analyzer.adapters.ingest_client import GrpcIngestClient
+from analyzer.adapters.repository import SqlAlchemyAnalyzerRepository
+from analyzer.analysis import LocalConversationAnalysis
+from analyzer.config import Settings
+from analyzer.domain.failure import RetryPolicy
+from analyzer.handlers import MessagePolicy, Pipeline
+from servicekit.auth import ServiceTokenSource
+from servicekit.db import BlockingRunner, check_pool_fits, create_db_engine
+
+
+class StartupError(Exception):
+    """Bad configuration or an unreachable dependency at start; the message is one clear line."""
+
+
+@dataclass
+class Deps:
+    engine: Engine
+    run: BlockingRunner
+    repository: SqlAlchemyAnalyzerRepository
+    ingest_channel: grpc.aio.Channel
+    friendship_channel: grpc.aio.Channel
+    pipeline: Pipeline
+    policy: MessagePolicy
+
+    async def close(self) -> None:
+        await asyncio.gather(
+            self.ingest_channel.close(None),
+            self.friendship_channel.close(None),
+            return_exceptions=True,
+        )
+        self.run.shutdown()
+        self.engine.dispose()
+
+
+def build(settings: Settings) -> Deps:
+    try:
+        # Every message in flight may hold one connection at a time.
+        check_pool_fits(settings.db_pool_size, settings.analyzer_prefetch, "ANALYZER_PREFETCH")
+        policy = MessagePolicy(
+            retry=RetryPolicy(
+                max_attempts=settings.analyzer_max_attempts,
+                delays_s=tuple(settings.analyzer_retry_delays_s),
+            ),
+            deadline_s=settings.analyzer_message_deadline_s,
+            lease_s=settings.claim_lease_s,
+        )
+        tokens = ServiceTokenSource(
+            fixed=settings.auth_service_token, secret=settings.auth_jwt_secret, subject="analyzer"
+        )
+    except ValueError as exc:
+        raise StartupError(str(exc)) from exc
+
+    engine = create_db_engine(
+        settings.database_url,
+        application_name="analyzer",
+        pool_size=settings.db_pool_size,
+        pool_timeout_s=settings.db_pool_timeout_s,
+        connect_timeout_s=settings.db_connect_timeout_s,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+    run = BlockingRunner(settings.db_pool_size, settings.db_call_timeout_s, name="analyzer-db")
+    repository = SqlAlchemyAnalyzerRepository(engine, run)
+    ingest_channel = open_channel(settings.ingest_grpc_target, settings.max_message_bytes)
+    friendship_channel = open_channel(settings.friendship_grpc_target, settings.max_message_bytes)
+    pipeline = Pipeline(
+        ingest=GrpcIngestClient(ingest_channel, tokens, settings.analyzer_rpc_timeout_s),
+        friendship=GrpcFriendshipClient(
+            friendship_channel, tokens, settings.analyzer_rpc_timeout_s
+        ),
+        analysis=LocalConversationAnalysis(repository),
+        analyses=repository,
+    )
+    return Deps(engine, run, repository, ingest_channel, friendship_channel, pipeline, policy)

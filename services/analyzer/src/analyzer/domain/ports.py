@@ -1,0 +1,67 @@
+"""What the analyzer's use cases need from the outside world (implemented in adapters)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from analyzer.domain.model import Analysis, Conversation, Fact
+
+
+@dataclass(frozen=True)
+class Claim:
+    claimed: bool
+    attempts: int
+    conversation: Conversation | None  # set when claimed
+
+
+class IngestPort(Protocol):
+    async def claim(self, conversation_id: str, lease_s: int) -> Claim: ...
+
+    async def complete_processed(
+        self, conversation_id: str, score_change: float, analysis: Analysis
+    ) -> None: ...
+
+    async def complete_skipped(self, conversation_id: str) -> None: ...
+
+    async def fail(self, conversation_id: str, error: str, dead_lettered: bool) -> None: ...
+
+
+class FriendshipPort(Protocol):
+    async def apply(self, conversation: Conversation, analysis: Analysis) -> float:
+        """Applies the analysis exactly once; returns the score change."""
+        ...
+
+
+class ConversationAnalysis(Protocol):
+    """Questions, emotion and new memories of one conversation.
+
+    Implemented locally today; the LLM and memory API arrive behind this same port.
+    """
+
+    async def analyze(self, conversation: Conversation) -> Analysis: ...
+
+
+class MemoryStore(Protocol):
+    async def remember(
+        self, user_id: str, conversation_id: str, facts: Sequence[Fact]
+    ) -> int:
+        """Stores the facts; returns how many are new for this user (first seen here)."""
+        ...
+
+
+class AnalysisStore(Protocol):
+    async def get(self, conversation_id: str) -> Analysis | None: ...
+
+    async def save_first(self, conversation_id: str, analysis: Analysis) -> Analysis:
+        """Stores the analysis unless one exists; returns the stored one (first write wins)."""
+        ...
+
+
+class Redelivery(Protocol):
+    """Where a failed message goes next (bound to the message being handled)."""
+
+    async def retry_later(self, delay_s: int, attempts: int, reason: str) -> None: ...
+
+    async def dead_letter(self, reason: str, attempts: int) -> None: ...
