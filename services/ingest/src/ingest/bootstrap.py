@@ -1,0 +1,75 @@
+"""Build the ingest service's dependencies from Settings, and close them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from ingest.adapters.outbox_relay import OutboxRelay
+from ingest.adapters.repository import SqlAlchemyUnitOfWork
+from ingest.config import Settings
+from ingest.handlers import UnitOfWork
+from servicekit.db import BlockingRunner, create_db_engine
+
+# The relay holds at most one connection (one claimed batch at a time).
+RELAY_POOL_SIZE = 1
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    engine: Engine
+    runner: BlockingRunner
+    relay_engine: Engine | None
+    relay: OutboxRelay | None
+
+    def unit_of_work(self) -> UnitOfWork:
+        return SqlAlchemyUnitOfWork(self.engine)
+
+    def wake_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.wake()
+
+
+def _engine(settings: Settings, name: str, pool_size: int) -> Engine:
+    return create_db_engine(
+        settings.database_url,
+        application_name=name,
+        pool_size=pool_size,
+        pool_timeout_s=settings.db_pool_timeout_s,
+        connect_timeout_s=settings.db_connect_timeout_s,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+
+
+def build(settings: Settings) -> Deps:
+    """Engines and the relay; nothing connects until first use."""
+    engine = _engine(settings, "ingest", settings.db_pool_size)
+    # As many threads as pooled connections: a DB call never queues for a connection
+    # behind the thread pool, and never holds a thread without one.
+    runner = BlockingRunner(
+        workers=settings.db_pool_size, timeout_s=settings.db_call_timeout_s, name="ingest-db"
+    )
+    relay_engine: Engine | None = None
+    relay: OutboxRelay | None = None
+    if settings.relay_enabled:
+        relay_engine = _engine(settings, "ingest-relay", RELAY_POOL_SIZE)
+        relay = OutboxRelay(
+            engine=relay_engine,
+            amqp_url=settings.amqp_url,
+            namespace=settings.amqp_namespace,
+            amqp_timeout_s=settings.amqp_timeout_s,
+            batch_size=settings.relay_batch_size,
+            poll_interval_s=settings.relay_poll_interval_s,
+        )
+    return Deps(settings, engine, runner, relay_engine, relay)
+
+
+async def close(deps: Deps) -> None:
+    if deps.relay is not None:
+        await deps.relay.stop()
+    deps.runner.shutdown()
+    deps.engine.dispose()
+    if deps.relay_engine is not None:
+        deps.relay_engine.dispose()

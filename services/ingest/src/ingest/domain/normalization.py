@@ -1,0 +1,69 @@
+"""Normalization of a conversation log: roles, Unicode, whitespace, empty turns, fragments."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from ingest.domain.model import Turn
+
+USER = "user"
+ASSISTANT = "assistant"
+USER_ROLES = frozenset({"user"})
+ASSISTANT_ROLES = frozenset({"assistant", "bot", "robot", "agent"})
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalize_role(role: str) -> str:
+    """'user' or 'assistant'; raises ValueError for a role validation would have refused."""
+    key = role.strip().lower()
+    if key in USER_ROLES:
+        return USER
+    if key in ASSISTANT_ROLES:
+        return ASSISTANT
+    raise ValueError("unknown role")
+
+
+def _is_dropped_control(char: str) -> bool:
+    # Control characters (Cc) go, except the whitespace ones, which become a space.
+    # Format characters (Cf) stay: emoji sequences need U+200D ZERO WIDTH JOINER.
+    return unicodedata.category(char) == "Cc" and not char.isspace()
+
+
+def clean_content(content: str) -> str:
+    """NFC, control characters removed, whitespace runs collapsed to one space, trimmed."""
+    if any(_is_dropped_control(c) for c in content):
+        content = "".join(c for c in content if not _is_dropped_control(c))
+    content = _WHITESPACE.sub(" ", content).strip()
+    return unicodedata.normalize("NFC", content)
+
+
+def normalize_turns(turns: Iterable[Turn]) -> tuple[Turn, ...]:
+    """Normalized turns: known roles only, empty turns dropped, same-role runs merged.
+
+    A merged turn keeps the `at` of its first fragment; fragments join with one space.
+    """
+    merged: list[Turn] = []
+    pending: list[str] = []
+    for turn in turns:
+        content = clean_content(turn.content)
+        if not content:
+            continue
+        role = normalize_role(turn.role)
+        if merged and merged[-1].role == role:
+            pending.append(content)
+            continue
+        if pending:
+            merged[-1] = _joined(merged[-1], pending)
+            pending = []
+        merged.append(Turn(role=role, content=content, at=turn.at))
+    if pending:
+        merged[-1] = _joined(merged[-1], pending)
+    return tuple(merged)
+
+
+def _joined(first: Turn, fragments: list[str]) -> Turn:
+    content = unicodedata.normalize("NFC", " ".join([first.content, *fragments]))
+    return Turn(role=first.role, content=content, at=first.at)

@@ -1,0 +1,265 @@
+"""Use cases of the ingest service. Each owns its transaction through a unit of work.
+
+No grpc, sqlalchemy or aio_pika here: the servicer maps proto <-> domain and runs these
+(blocking) functions through servicekit.db.BlockingRunner; adapters implement the ports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Protocol, Self
+
+from ingest.domain.content_hash import content_hash
+from ingest.domain.model import Analysis, ConversationInput, NormalizedConversation, Turn
+from ingest.domain.normalization import normalize_turns
+from ingest.domain.status import (
+    COMPLETION_STATUSES,
+    Status,
+    after_complete,
+    after_fail,
+    can_claim,
+    is_terminal,
+)
+from ingest.domain.validation import Violation, id_violation, validate_conversation
+
+MAX_ERROR_CHARS = 200
+DEFAULT_LEASE_S = 300
+MAX_LEASE_S = 24 * 3600
+
+
+# --- errors the servicer maps to status codes ----------------------------------------------
+class InvalidRequest(Exception):
+    def __init__(self, violations: list[Violation]) -> None:
+        super().__init__("invalid request")
+        self.violations = violations
+
+
+class ContentConflict(Exception):
+    """The id was accepted before with different content."""
+
+
+class ConversationNotFound(Exception):
+    pass
+
+
+# --- records ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class NewConversation:
+    request: ConversationInput
+    normalized: tuple[Turn, ...]
+    content_hash: str
+    accepted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    conversation_id: str
+    status: Status
+    attempts: int
+    last_error: str
+    score_change: float | None
+    analysis: Analysis | None
+    content_hash: str
+    accepted_at: datetime
+    updated_at: datetime
+    lease_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndResult:
+    conversation_id: str
+    status: Status
+    duplicate: bool
+    accepted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    claimed: bool
+    status: Status
+    attempts: int
+    conversation: NormalizedConversation | None
+
+
+# --- ports -------------------------------------------------------------------------------------
+class ConversationRepository(Protocol):
+    def insert_if_absent(self, conversation: NewConversation) -> bool:
+        """True if inserted; False if the id existed (nothing written)."""
+
+    def get_state(self, conversation_id: str, *, for_update: bool = False) -> (
+        ConversationState | None
+    ): ...
+
+    def save_state(self, state: ConversationState) -> None: ...
+
+    def get_normalized(self, conversation_id: str) -> NormalizedConversation: ...
+
+
+class OutboxRepository(Protocol):
+    def add(self, conversation_id: str, created_at: datetime) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    @property
+    def conversations(self) -> ConversationRepository: ...
+
+    @property
+    def outbox(self) -> OutboxRepository: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Rolls back unless committed."""
+
+    def commit(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+# --- use cases -----------------------------------------------------------------------------------
+def _require_id(conversation_id: str) -> None:
+    violation = id_violation("conversation_id", conversation_id)
+    if violation:
+        raise InvalidRequest([violation])
+
+
+def end_conversation(
+    uow_factory: UnitOfWorkFactory, request: ConversationInput, *, max_turns: int, now: datetime
+) -> EndResult:
+    """Validate, normalize, then store the conversation and its outbox row atomically."""
+    violations = validate_conversation(request, max_turns)
+    if violations:
+        raise InvalidRequest(violations)
+    new = NewConversation(
+        request=request,
+        normalized=normalize_turns(request.turns),
+        content_hash=content_hash(request),
+        accepted_at=now,
+    )
+    with uow_factory() as uow:
+        if uow.conversations.insert_if_absent(new):
+            uow.outbox.add(request.conversation_id, now)
+            uow.commit()
+            return EndResult(request.conversation_id, Status.PENDING, False, now)
+        existing = uow.conversations.get_state(request.conversation_id)
+    if existing is None:  # deleted in between: not something this service does
+        raise ConversationNotFound()
+    if existing.content_hash != new.content_hash:
+        raise ContentConflict()
+    return EndResult(request.conversation_id, existing.status, True, existing.accepted_at)
+
+
+def get_status(uow_factory: UnitOfWorkFactory, conversation_id: str) -> ConversationState:
+    _require_id(conversation_id)
+    with uow_factory() as uow:
+        state = uow.conversations.get_state(conversation_id)
+    if state is None:
+        raise ConversationNotFound()
+    return state
+
+
+def claim_conversation(
+    uow_factory: UnitOfWorkFactory, conversation_id: str, lease_seconds: int, *, now: datetime
+) -> ClaimResult:
+    """A non-terminal conversation becomes PROCESSING (attempts + 1) under a lease."""
+    _require_id(conversation_id)
+    if lease_seconds < 0 or lease_seconds > MAX_LEASE_S:
+        raise InvalidRequest([("lease_seconds", f"must lie in 0..{MAX_LEASE_S} (0 = default)")])
+    lease = timedelta(seconds=lease_seconds or DEFAULT_LEASE_S)
+    with uow_factory() as uow:
+        state = uow.conversations.get_state(conversation_id, for_update=True)
+        if state is None:
+            raise ConversationNotFound()
+        if not can_claim(state.status):
+            return ClaimResult(False, state.status, state.attempts, None)
+        claimed = dataclasses.replace(
+            state,
+            status=Status.PROCESSING,
+            attempts=state.attempts + 1,
+            lease_expires_at=now + lease,
+            updated_at=now,
+        )
+        uow.conversations.save_state(claimed)
+        conversation = uow.conversations.get_normalized(conversation_id)
+        uow.commit()
+    return ClaimResult(True, claimed.status, claimed.attempts, conversation)
+
+
+def complete_conversation(
+    uow_factory: UnitOfWorkFactory,
+    conversation_id: str,
+    outcome: Status,
+    score_change: float,
+    analysis: Analysis | None,
+    *,
+    now: datetime,
+) -> Status:
+    """PROCESSED (with score change and analysis) or SKIPPED; a terminal state never moves."""
+    _require_id(conversation_id)
+    if outcome not in COMPLETION_STATUSES:
+        raise InvalidRequest([("status", "must be PROCESSED or SKIPPED")])
+    with uow_factory() as uow:
+        state = uow.conversations.get_state(conversation_id, for_update=True)
+        if state is None:
+            raise ConversationNotFound()
+        new_status = after_complete(state.status, outcome)
+        if new_status == state.status:
+            return state.status
+        processed = new_status == Status.PROCESSED
+        uow.conversations.save_state(
+            dataclasses.replace(
+                state,
+                status=new_status,
+                score_change=score_change if processed else None,
+                analysis=analysis if processed else None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        )
+        uow.commit()
+    return new_status
+
+
+def short_error(error: str) -> str:
+    """At most MAX_ERROR_CHARS characters, no NUL (PostgreSQL text refuses it)."""
+    return error.replace("\x00", "")[:MAX_ERROR_CHARS]
+
+
+def fail_conversation(
+    uow_factory: UnitOfWorkFactory,
+    conversation_id: str,
+    error: str,
+    dead_lettered: bool,
+    *,
+    now: datetime,
+) -> tuple[Status, int]:
+    """A failed attempt: PENDING again (its retry is coming) or FAILED when dead-lettered."""
+    _require_id(conversation_id)
+    with uow_factory() as uow:
+        state = uow.conversations.get_state(conversation_id, for_update=True)
+        if state is None:
+            raise ConversationNotFound()
+        if is_terminal(state.status):
+            return state.status, state.attempts
+        new_status = after_fail(state.status, dead_lettered)
+        uow.conversations.save_state(
+            dataclasses.replace(
+                state,
+                status=new_status,
+                last_error=short_error(error),
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        )
+        uow.commit()
+    return new_status, state.attempts

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from servicekit.db import migrate, sqlalchemy_url
+from tests.support.env import TEST_DATABASE_URL
+
+BROKER_RESTART = "broker_restart"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{BROKER_RESTART}: stops and starts the shared RabbitMQ app; run alone, on purpose "
+        f"(-m {BROKER_RESTART})",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that restart the broker disturb every other test on this machine: they run
+    only when asked for by marker expression."""
+    if BROKER_RESTART in (config.getoption("markexpr", "") or ""):
+        return
+    skip = pytest.mark.skip(reason=f"restarts the shared broker; run with -m {BROKER_RESTART}")
+    for item in items:
+        if item.get_closest_marker(BROKER_RESTART) is not None:
+            item.add_marker(skip)
+
+
+def _admin_engine() -> sa.Engine:
+    return sa.create_engine(
+        sqlalchemy_url(TEST_DATABASE_URL).set(database="postgres"),
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.pool.NullPool,
+    )
+
+
+@pytest.fixture
+def fresh_db_url() -> Iterator[str]:
+    """A database of its own (random name, created by the migration), dropped afterwards."""
+    name = f"ingest_it_{uuid.uuid4().hex[:12]}"
+    url = make_url(TEST_DATABASE_URL).set(database=name).render_as_string(False)
+    yield url
+    admin = _admin_engine()
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def migrated_db_url(fresh_db_url: str) -> str:
+    migrate(fresh_db_url, "ingest:migrations", "ingest")
+    return fresh_db_url

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+
+from ingest.domain.model import Instant, Turn
+from ingest.domain.normalization import clean_content, normalize_role, normalize_turns
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"),
+    [
+        ("user", "user"),
+        (" USER ", "user"),
+        ("assistant", "assistant"),
+        ("bot", "assistant"),
+        ("Robot", "assistant"),
+        ("\tagent\n", "assistant"),
+    ],
+)
+def test_role_aliases(role: str, expected: str) -> None:
+    assert normalize_role(role) == expected
+
+
+def test_unknown_role_raises() -> None:
+    with pytest.raises(ValueError):
+        normalize_role("narrator")
+
+
+def test_english_whitespace_is_collapsed_and_trimmed() -> None:
+    assert clean_content("  Hello,\n\n  how   are\tyou?  ") == "Hello, how are you?"
+
+
+def test_control_characters_are_removed() -> None:
+    assert clean_content("a\x07b\x1b[0mc\x7f") == "ab[0mc"
+    assert clean_content("line\r\nnext") == "line next"
+
+
+def test_vietnamese_composed_and_decomposed_become_the_same_text() -> None:
+    composed = "Tiếng Việt thật là đẹp"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    assert clean_content(decomposed) == composed
+    assert clean_content(composed) == composed
+    turns = normalize_turns([Turn("user", decomposed)])
+    assert turns[0].content == composed
+
+
+def test_emoji_survive_including_joined_sequences() -> None:
+    family = "👨‍👩‍👧"  # joined with U+200D
+    text = f"  I love  cats 🐱 and my {family}!  "
+    assert clean_content(text) == f"I love cats 🐱 and my {family}!"
+    assert "\u200d" in clean_content(family)
+
+
+def test_unicode_whitespace_collapses_too() -> None:
+    assert clean_content("a\u00a0\u2003 b\u2028c") == "a b c"
+
+
+def test_empty_turns_are_dropped() -> None:
+    turns = normalize_turns(
+        [Turn("user", "hi"), Turn("assistant", "   "), Turn("assistant", "\x07"),
+         Turn("user", "")]
+    )
+    assert turns == (Turn("user", "hi"),)
+
+
+def test_consecutive_fragments_of_one_role_are_merged_keeping_the_first_at() -> None:
+    raw = [
+        Turn("user", "Chào", at=Instant(10)),
+        Turn("USER", "  bạn ", at=Instant(11)),
+        Turn("bot", "Hello 👋", at=Instant(12)),
+        Turn("robot", "how are you?", at=Instant(13)),
+        Turn("agent", " ", at=Instant(14)),
+        Turn("user", "fine", at=None),
+    ]
+    assert normalize_turns(raw) == (
+        Turn("user", "Chào bạn", at=Instant(10)),
+        Turn("assistant", "Hello 👋 how are you?", at=Instant(12)),
+        Turn("user", "fine", at=None),
+    )
+
+
+def test_fragments_separated_only_by_empty_turns_are_merged() -> None:
+    raw = [Turn("user", "one"), Turn("assistant", ""), Turn("user", "two")]
+    assert normalize_turns(raw) == (Turn("user", "one two"),)
+
+
+def test_merged_vietnamese_fragments_are_nfc() -> None:
+    raw = [Turn("user", unicodedata.normalize("NFD", "Xin chào")),
+           Turn("user", unicodedata.normalize("NFD", "các bạn"))]
+    (turn,) = normalize_turns(raw)
+    assert turn.content == "Xin chào các bạn"
+    assert unicodedata.is_normalized("NFC", turn.content)
