@@ -44,15 +44,8 @@ class RunningWorker:
         await self.deps.close()
 
 
-async def start_worker(settings: Settings) -> RunningWorker:
-    """Start the gRPC server and the consumer; raises StartupError with one clear line."""
-    deps = build(settings)
-    try:
-        await deps.repository.ping()
-    except DependencyFailed as exc:
-        await deps.close()
-        raise StartupError("database unreachable (SELECT 1 failed)") from exc
-
+def create_grpc_server(settings: Settings) -> GrpcServer:
+    """Health, reflection, auth, metrics and AnalyzerService; not started."""
     server = GrpcServer(
         service_names=[SERVICE_NAME],
         scopes_by_method=SCOPES_BY_METHOD,
@@ -62,6 +55,19 @@ async def start_worker(settings: Settings) -> RunningWorker:
         max_message_bytes=settings.max_message_bytes,
     )
     analyzer_pb2_grpc.add_AnalyzerServiceServicer_to_server(AnalyzerServicer(), server.server)
+    return server
+
+
+async def start_worker(settings: Settings) -> RunningWorker:
+    """Start the gRPC server and the consumer; raises StartupError with one clear line."""
+    deps = build(settings)
+    try:
+        await deps.repository.ping()
+    except DependencyFailed as exc:
+        await deps.close()
+        raise StartupError("database unreachable (SELECT 1 failed)") from exc
+
+    server = create_grpc_server(settings)
     try:
         port = await server.start(f"{settings.grpc_host}:{settings.grpc_port}")
     except RuntimeError as exc:
