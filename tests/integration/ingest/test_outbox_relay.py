@@ -15,9 +15,10 @@ import sqlalchemy as sa
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from prometheus_client import REGISTRY
 
+from ingest.adapters.outbox_relay import OutboxRelay
 from ingest.config import Settings
 from ingest.entrypoints.grpc_server import RunningServer, start_server
-from servicekit.db import sqlalchemy_url
+from servicekit.db import create_db_engine, sqlalchemy_url
 from servicekit.messaging import ROUTING_KEY_ENDED, Topology
 from spring.ingest.v1 import ingest_internal_pb2, ingest_pb2
 from tests.contract.ingest.support import (
@@ -328,3 +329,42 @@ async def test_the_relay_resumes_after_the_broker_is_stopped_and_started_again(
     finally:
         await consumer.close()
         await served.close()
+
+
+async def test_two_relays_share_the_outbox_without_publishing_twice(
+    migrated_db_url: str, namespace: str, consumer: Consumer
+) -> None:
+    served = await serve(make_settings(database_url=migrated_db_url, relay_enabled=False))
+    try:
+        requests = [end_request() for _ in range(120)]
+        await asyncio.gather(
+            *(served.stubs.ingest.EndConversation(r, metadata=WRITE, timeout=10)
+              for r in requests)
+        )
+    finally:
+        await served.close()
+    assert len(outbox_rows(migrated_db_url)) == 120
+
+    engines = [
+        create_db_engine(migrated_db_url, application_name="relay-test", pool_size=1,
+                         pool_timeout_s=5, connect_timeout_s=2, statement_timeout_ms=5000)
+        for _ in range(2)
+    ]
+    relays = [
+        OutboxRelay(engine=engine, amqp_url=AMQP_URL, namespace=namespace, amqp_timeout_s=5,
+                    batch_size=7, poll_interval_s=0.2)
+        for engine in engines
+    ]
+    for relay in relays:
+        relay.start()
+    try:
+        messages = await consumer.take(120, timeout_s=20)
+        ids = [json.loads(m.body)["conversation_id"] for m in messages]
+        assert sorted(ids) == sorted(r.conversation_id for r in requests)  # each exactly once
+        assert await consumer.take(1, timeout_s=1.0) == []
+        assert all(published for _, published in outbox_rows(migrated_db_url))
+    finally:
+        for relay in relays:
+            await relay.stop()
+        for engine in engines:
+            engine.dispose()

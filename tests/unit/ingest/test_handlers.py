@@ -1,0 +1,166 @@
+"""Use cases with an in-memory unit of work (a fake that honours the ports' contract)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+import pytest
+
+from ingest import handlers
+from ingest.domain.model import Analysis, NormalizedConversation, Turn
+from ingest.domain.status import Status
+from ingest.handlers import ConversationState, NewConversation
+
+from .fixtures import conversation
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Store:
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[NewConversation, ConversationState]] = {}
+        self.outbox: list[str] = []
+
+
+class FakeConversations:
+    def __init__(self, store: Store, staged: dict[str, tuple[NewConversation, ConversationState]]):
+        self._store = store
+        self._staged = staged
+
+    def _all(self) -> dict[str, tuple[NewConversation, ConversationState]]:
+        return {**self._store.rows, **self._staged}
+
+    def insert_if_absent(self, conversation: NewConversation) -> bool:
+        cid = conversation.request.conversation_id
+        if cid in self._all():
+            return False
+        self._staged[cid] = (conversation, ConversationState(
+            cid, Status.PENDING, 0, "", None, None, conversation.content_hash,
+            conversation.accepted_at, conversation.accepted_at,
+        ))
+        return True
+
+    def get_state(self, conversation_id: str, *, for_update: bool = False) -> (
+        ConversationState | None
+    ):
+        row = self._all().get(conversation_id)
+        return None if row is None else row[1]
+
+    def save_state(self, state: ConversationState) -> None:
+        new, _ = self._all()[state.conversation_id]
+        self._staged[state.conversation_id] = (new, state)
+
+    def get_normalized(self, conversation_id: str) -> NormalizedConversation:
+        new, _ = self._all()[conversation_id]
+        r = new.request
+        return NormalizedConversation(r.conversation_id, r.user_id, r.bot_id, r.bot_type,
+                                      r.agent_tag, new.normalized, r.metadata)
+
+
+class FakeOutbox:
+    def __init__(self, staged: list[str]) -> None:
+        self._staged = staged
+
+    def add(self, conversation_id: str, created_at: datetime) -> None:
+        self._staged.append(conversation_id)
+
+
+class FakeUnitOfWork:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._rows: dict[str, tuple[NewConversation, ConversationState]] = {}
+        self._outbox: list[str] = []
+        self.conversations = FakeConversations(store, self._rows)
+        self.outbox = FakeOutbox(self._outbox)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._rows.clear()
+        self._outbox.clear()
+
+    def commit(self) -> None:
+        self._store.rows.update(self._rows)
+        self._store.outbox += self._outbox
+        self._rows.clear()
+        self._outbox.clear()
+
+
+@pytest.fixture
+def store() -> Store:
+    return Store()
+
+
+def uow(store: Store) -> handlers.UnitOfWorkFactory:
+    return lambda: FakeUnitOfWork(store)
+
+
+def test_end_conversation_stores_it_with_one_outbox_row(store: Store) -> None:
+    result = handlers.end_conversation(uow(store), conversation(), max_turns=10, now=NOW)
+    assert result == handlers.EndResult("conv-1", Status.PENDING, False, NOW)
+    assert store.outbox == ["conv-1"]
+    new, state = store.rows["conv-1"]
+    assert new.normalized == (Turn("user", "Hello there"), Turn("assistant", "Hi! How are you?"))
+    assert state.status == Status.PENDING
+
+
+def test_duplicate_and_conflict(store: Store) -> None:
+    handlers.end_conversation(uow(store), conversation(), max_turns=10, now=NOW)
+    later = NOW + timedelta(minutes=1)
+    again = handlers.end_conversation(uow(store), conversation(), max_turns=10, now=later)
+    assert again == handlers.EndResult("conv-1", Status.PENDING, True, NOW)
+    with pytest.raises(handlers.ContentConflict):
+        handlers.end_conversation(
+            uow(store), conversation(turns=(Turn("user", "other"),)), max_turns=10, now=later
+        )
+    assert store.outbox == ["conv-1"]
+
+
+def test_invalid_request_writes_nothing(store: Store) -> None:
+    with pytest.raises(handlers.InvalidRequest) as caught:
+        handlers.end_conversation(uow(store), conversation(turns=()), max_turns=10, now=NOW)
+    assert caught.value.violations == [("conversation_log", "is required: at least one turn")]
+    assert store.rows == {} and store.outbox == []
+
+
+def test_claim_fail_complete(store: Store) -> None:
+    handlers.end_conversation(uow(store), conversation(), max_turns=10, now=NOW)
+    claimed = handlers.claim_conversation(uow(store), "conv-1", 30, now=NOW)
+    assert (claimed.claimed, claimed.status, claimed.attempts) == (True, Status.PROCESSING, 1)
+    assert store.rows["conv-1"][1].lease_expires_at == NOW + timedelta(seconds=30)
+    assert claimed.conversation is not None and len(claimed.conversation.turns) == 2
+
+    assert handlers.fail_conversation(uow(store), "conv-1", "e" * 300, False, now=NOW) == (
+        Status.PENDING, 1
+    )
+    assert store.rows["conv-1"][1].last_error == "e" * 200
+    assert handlers.claim_conversation(uow(store), "conv-1", 0, now=NOW).attempts == 2
+    analysis = Analysis(2, 0, 3, 1, "local")
+    assert handlers.complete_conversation(
+        uow(store), "conv-1", Status.PROCESSED, 6.0, analysis, now=NOW
+    ) == Status.PROCESSED
+    state = store.rows["conv-1"][1]
+    assert (state.score_change, state.analysis, state.lease_expires_at) == (6.0, analysis, None)
+    # Terminal: nothing changes any more.
+    before = dataclasses.replace(state)
+    assert handlers.fail_conversation(uow(store), "conv-1", "x", True, now=NOW) == (
+        Status.PROCESSED, 2
+    )
+    assert handlers.claim_conversation(uow(store), "conv-1", 30, now=NOW).claimed is False
+    assert store.rows["conv-1"][1] == before
+
+
+def test_unknown_ids_and_bad_arguments(store: Store) -> None:
+    with pytest.raises(handlers.ConversationNotFound):
+        handlers.get_status(uow(store), "nope")
+    with pytest.raises(handlers.InvalidRequest):
+        handlers.get_status(uow(store), "bad id")
+    with pytest.raises(handlers.InvalidRequest):
+        handlers.complete_conversation(uow(store), "x", Status.FAILED, 0.0, None, now=NOW)
+    with pytest.raises(handlers.InvalidRequest):
+        handlers.claim_conversation(uow(store), "x", -5, now=NOW)
