@@ -29,6 +29,7 @@ from servicekit.db import migrate
 from servicekit.messaging import ROUTING_KEY_ENDED, Topology
 from spring.friendship.v1 import friendship_pb2, friendship_pb2_grpc
 from spring.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from tests.integration.analyzer.broker import delete_namespace
 from tests.support.auth import READER_SCOPES, ROBOT_SCOPES, TEST_JWT_SECRET, bearer
 from tests.support.env import AMQP_URL, TEST_DATABASE_URL, new_id, new_namespace
 
@@ -100,14 +101,7 @@ async def stack() -> AsyncIterator[Stack]:
     await worker.stop()
     await ingest.stop(0.5)
     await friendship.stop(0.5)
-    # Our namespace's queues: delete them so the broker does not keep test leftovers.
-    async with amqp.channel() as ch:
-        topology = Topology(namespace)
-        for name in (topology.work_queue, topology.dead_letter_queue,
-                     topology.retry_queue(1)):  # fmt: skip
-            await ch.queue_delete(name)
-        for name in (topology.exchange, topology.dead_letter_exchange):
-            await ch.exchange_delete(name)
+    await delete_namespace(namespace, retry_delays_s=[1])
     await amqp.close()
 
 

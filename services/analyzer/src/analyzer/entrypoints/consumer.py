@@ -87,7 +87,12 @@ class Consumer:
         return len(self._inflight)
 
     async def start(self) -> None:
-        connection = await aio_pika.connect_robust(self._amqp_url, timeout=self._timeout_s)
+        connection = await aio_pika.connect_robust(
+            self._amqp_url,
+            timeout=self._timeout_s,
+            # Operators see which worker a broker connection belongs to.
+            client_properties={"connection_name": f"analyzer {self._topology.namespace}"},
+        )
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             await channel.set_qos(prefetch_count=self._prefetch)
