@@ -57,7 +57,9 @@ run: migrate
 	$(BIN)/springctl dev-run
 
 test: check-infra lint typecheck
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests -m "not broker_restart"
+	@# Restarts the machine's RabbitMQ app: run on its own, after everything else.
+	$(BIN)/pytest tests -m broker_restart
 
 # --- pieces ------------------------------------------------------------------
 lint: install
