@@ -44,7 +44,7 @@ def test_rs256_token_verified_with_the_public_key() -> None:
     "header",
     [None, "", "Bearer", "Bearer ", "Token abc", "Bearer abc.def.ghi",
      f"Bearer {mint_token(SECRET, 'r', ['x'], ttl_s=-5)}",
-     f"Bearer {mint_token('another-secret-entirely-0123456', 'r', ['x'])}"],
+     f"Bearer {mint_token('another-secret-entirely-0123456789', 'r', ['x'])}"],
     ids=["none", "empty", "no-token", "blank-token", "wrong-scheme", "garbage", "expired",
          "wrong-secret"],
 )
