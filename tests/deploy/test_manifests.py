@@ -71,9 +71,8 @@ def tool(name: str) -> str:
     found = shutil.which(name)
     if name == "promtool" and found:
         return found
-    pytest.fail(
-        f"{name} not found (looked in {DEPLOY_BIN} and PATH): run `bash scripts/deploy_tools.sh`"
-    )
+    where = f"{DEPLOY_BIN} or PATH" if name == "promtool" else str(DEPLOY_BIN)
+    pytest.fail(f"{name} not found in {where}: run `bash scripts/deploy_tools.sh`")
 
 
 def run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
