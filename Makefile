@@ -9,7 +9,7 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 SERVICE_PKGS := services/protos services/servicekit services/ingest services/friendship services/analyzer services/springctl
 SERVICE_PYPROJECTS := $(addsuffix /pyproject.toml,$(SERVICE_PKGS))
 
-.PHONY: help run test lint typecheck proto install check-infra services migrate unit integration e2e bench clean token
+.PHONY: help run test lint typecheck proto install check-infra services migrate unit integration e2e deploy-tools bench clean token
 
 help:
 	@echo "make run    - set up and run the whole system in the foreground (Ctrl-C stops it)"
@@ -27,13 +27,17 @@ $(VENV)/.deps: $(BIN)/activate requirements/dev.txt
 
 $(GEN)/.stamp: $(VENV)/.deps $(PROTO_FILES) buf.yaml
 	$(BIN)/buf lint
-	rm -rf $(GEN) && mkdir -p $(GEN)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m grpc_tools.protoc -Iprotos \
-	  --python_out=$(GEN) --grpc_python_out=$(GEN) \
-	  --mypy_out=$(GEN) --mypy_grpc_out=$(GEN) $(PROTO_FILES)
-	find $(GEN)/spring -type d -exec touch {}/__init__.py \;
-	touch $(GEN)/spring/py.typed
-	@touch $@
+	@# Generate beside, then swap: processes importing the stubs never see a half-written tree.
+	rm -rf $(GEN).tmp && mkdir -p $(GEN).tmp
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m grpc_tools.protoc -Iprotos -Ithird_party/googleapis \
+	  --python_out=$(GEN).tmp --grpc_python_out=$(GEN).tmp \
+	  --mypy_out=$(GEN).tmp --mypy_grpc_out=$(GEN).tmp $(PROTO_FILES)
+	@# The descriptor set Envoy's gRPC-JSON transcoder reads.
+	$(PY) -m grpc_tools.protoc -Iprotos -Ithird_party/googleapis --include_imports \
+	  --descriptor_set_out=$(GEN).tmp/spring.pb $(PROTO_FILES)
+	find $(GEN).tmp/spring -type d -exec touch {}/__init__.py \;
+	touch $(GEN).tmp/spring/py.typed $(GEN).tmp/.stamp
+	rm -rf $(GEN) && mv $(GEN).tmp $(GEN)
 
 proto: $(GEN)/.stamp
 
@@ -56,12 +60,15 @@ migrate: check-infra
 run: migrate
 	$(BIN)/springctl dev-run
 
-test: check-infra lint typecheck
+test: check-infra lint typecheck deploy-tools
 	$(BIN)/pytest tests -m "not broker_restart"
 	@# Restarts the machine's RabbitMQ app: run on its own, after everything else.
 	$(BIN)/pytest tests -m broker_restart
 
 # --- pieces ------------------------------------------------------------------
+deploy-tools:
+	bash scripts/deploy_tools.sh
+
 lint: install
 	$(BIN)/buf lint
 	$(BIN)/ruff check .
@@ -82,4 +89,4 @@ token: install
 	@$(BIN)/springctl token
 
 clean:
-	rm -rf $(VENV) $(GEN) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-deploy $(GEN) $(GEN).tmp .pytest_cache .mypy_cache .ruff_cache
