@@ -43,7 +43,7 @@ def test_migrations_build_the_schema_on_an_empty_database(fresh_db_url: str) -> 
             assert "WHERE (published_at IS NULL)" in index_def
             assert conn.execute(
                 sa.text("SELECT version_num FROM ingest.alembic_version")
-            ).scalar_one() == "0001"
+            ).scalar_one() == "0002"
             assert conn.execute(
                 sa.text("SELECT data_type FROM information_schema.columns WHERE "
                         "table_schema = 'ingest' AND table_name = 'conversations' "

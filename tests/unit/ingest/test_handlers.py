@@ -23,6 +23,8 @@ class Store:
     def __init__(self) -> None:
         self.rows: dict[str, tuple[NewConversation, ConversationState]] = {}
         self.outbox: list[str] = []
+        # Outbox rows not yet published; tests mark them published by clearing this list.
+        self.unpublished: list[str] = []
 
 
 class FakeConversations:
@@ -67,6 +69,12 @@ class FakeOutbox:
     def add(self, conversation_id: str, created_at: datetime) -> None:
         self._staged.append(conversation_id)
 
+    def has_unpublished(self, conversation_id: str) -> bool:
+        # Nothing is published in this fake: every row waits, committed or staged.
+        return conversation_id in self._staged or conversation_id in self.published_never
+
+    published_never: list[str]
+
 
 class FakeUnitOfWork:
     def __init__(self, store: Store) -> None:
@@ -75,6 +83,7 @@ class FakeUnitOfWork:
         self._outbox: list[str] = []
         self.conversations = FakeConversations(store, self._rows)
         self.outbox = FakeOutbox(self._outbox)
+        self.outbox.published_never = store.unpublished
 
     def __enter__(self) -> Self:
         return self
@@ -87,6 +96,7 @@ class FakeUnitOfWork:
     def commit(self) -> None:
         self._store.rows.update(self._rows)
         self._store.outbox += self._outbox
+        self._store.unpublished += self._outbox
         self._rows.clear()
         self._outbox.clear()
 
@@ -164,3 +174,63 @@ def test_unknown_ids_and_bad_arguments(store: Store) -> None:
         handlers.complete_conversation(uow(store), "x", Status.FAILED, 0.0, None, now=NOW)
     with pytest.raises(handlers.InvalidRequest):
         handlers.claim_conversation(uow(store), "x", -5, now=NOW)
+
+
+# --- operators' requeue (springctl replay / reprocess) ----------------------------------------
+def _accepted(store: Store) -> str:
+    request = conversation(conversation_id="c-requeue")
+    handlers.end_conversation(uow(store), request, max_turns=10, now=NOW)
+    store.unpublished.clear()  # the relay published it
+    return request.conversation_id
+
+
+def test_requeue_resets_a_failed_conversation_once(store: Store) -> None:
+    cid = _accepted(store)
+    for _ in range(3):
+        handlers.claim_conversation(uow(store), cid, 60, now=NOW)
+        handlers.fail_conversation(uow(store), cid, "friendship.Apply UNAVAILABLE", False, now=NOW)
+    handlers.claim_conversation(uow(store), cid, 60, now=NOW)
+    handlers.fail_conversation(uow(store), cid, "friendship.Apply UNAVAILABLE", True, now=NOW)
+    assert store.rows[cid][1].status == Status.FAILED
+
+    first = handlers.requeue_conversation(uow(store), cid, "replayed by operator", now=NOW)
+    assert (first.requeued, first.previous_status, first.status, first.attempts) == (
+        True, Status.FAILED, Status.PENDING, 0
+    )
+    assert store.rows[cid][1].last_error == "replayed by operator"
+    assert store.outbox == [cid, cid]
+
+    again = handlers.requeue_conversation(uow(store), cid, "replayed by operator", now=NOW)
+    assert not again.requeued and again.status == Status.PENDING
+    assert again.detail == "already waiting in the outbox"
+    assert store.outbox == [cid, cid]  # nothing more enqueued
+
+
+def test_requeue_leaves_processed_and_live_leases_alone(store: Store) -> None:
+    cid = _accepted(store)
+    handlers.claim_conversation(uow(store), cid, 60, now=NOW)
+    live = handlers.requeue_conversation(uow(store), cid, "", now=NOW + timedelta(seconds=10))
+    assert not live.requeued and live.status == Status.PROCESSING
+
+    expired = handlers.requeue_conversation(uow(store), cid, "", now=NOW + timedelta(seconds=61))
+    assert expired.requeued and expired.status == Status.PENDING
+    assert expired.attempts == 1  # a lost worker's attempt still counts
+    store.unpublished.clear()
+
+    handlers.claim_conversation(uow(store), cid, 60, now=NOW)
+    handlers.complete_conversation(uow(store), cid, Status.PROCESSED, 4.0, None, now=NOW)
+    done = handlers.requeue_conversation(uow(store), cid, "", now=NOW)
+    assert not done.requeued and done.status == Status.PROCESSED
+    assert store.rows[cid][1].score_change == 4.0
+    assert store.outbox == [cid, cid]
+
+
+def test_requeue_of_a_pending_conversation_enqueues_it_again(store: Store) -> None:
+    cid = _accepted(store)
+    nudged = handlers.requeue_conversation(uow(store), cid, "", now=NOW)
+    assert nudged.requeued and nudged.status == Status.PENDING and nudged.attempts == 0
+    assert store.outbox == [cid, cid]
+    with pytest.raises(handlers.ConversationNotFound):
+        handlers.requeue_conversation(uow(store), "c-unknown", "", now=NOW)
+    with pytest.raises(handlers.InvalidRequest):
+        handlers.requeue_conversation(uow(store), "bad id!", "", now=NOW)

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from ingest.adapters.lease_sweeper import LeaseSweeper
 from ingest.adapters.outbox_relay import OutboxRelay
 from ingest.adapters.repository import SqlAlchemyUnitOfWork
 from ingest.config import Settings
 from ingest.handlers import UnitOfWork
-from servicekit.db import BlockingRunner, create_db_engine
+from servicekit.db import BlockingRunner, check_pool_fits, create_db_engine
 
 # The relay holds at most one connection (one claimed batch at a time).
 RELAY_POOL_SIZE = 1
@@ -48,8 +49,10 @@ def build(settings: Settings) -> Deps:
     engine = _engine(settings, "ingest", settings.db_pool_size)
     # As many threads as pooled connections: a DB call never queues for a connection
     # behind the thread pool, and never holds a thread without one.
+    workers = settings.db_pool_size
+    check_pool_fits(settings.db_pool_size, workers, "DB worker threads")
     runner = BlockingRunner(
-        workers=settings.db_pool_size, timeout_s=settings.db_call_timeout_s, name="ingest-db"
+        workers=workers, timeout_s=settings.db_call_timeout_s, name="ingest-db"
     )
     relay_engine: Engine | None = None
     relay: OutboxRelay | None = None
@@ -62,6 +65,14 @@ def build(settings: Settings) -> Deps:
             amqp_timeout_s=settings.amqp_timeout_s,
             batch_size=settings.relay_batch_size,
             poll_interval_s=settings.relay_poll_interval_s,
+            # Deadline of a relay DB call: past the statement timeout, never a hang.
+            db_timeout_s=settings.db_statement_timeout_ms / 1000 + 5,
+            sweeper=LeaseSweeper(
+                relay_engine,
+                pending_after_s=settings.relay_sweep_pending_after_s,
+                batch_size=settings.relay_batch_size,
+            ),
+            sweep_interval_s=settings.relay_sweep_interval_s,
         )
     return Deps(settings, engine, runner, relay_engine, relay)
 

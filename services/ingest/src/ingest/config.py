@@ -21,3 +21,7 @@ class Settings(BaseServiceSettings):
     relay_enabled: bool = True
     relay_batch_size: int = Field(default=100, ge=1, le=10_000)
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
+    # The lease sweeper (runs in the relay's loop): how often, and after how long a PENDING
+    # conversation whose message was published but never claimed is enqueued again (0 = never).
+    relay_sweep_interval_s: float = Field(default=30.0, gt=0)
+    relay_sweep_pending_after_s: float = Field(default=3600.0, ge=0)

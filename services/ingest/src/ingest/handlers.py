@@ -18,11 +18,13 @@ from ingest.domain.model import Analysis, ConversationInput, NormalizedConversat
 from ingest.domain.normalization import normalize_turns
 from ingest.domain.status import (
     COMPLETION_STATUSES,
+    RequeueAction,
     Status,
     after_complete,
     after_fail,
     can_claim,
     is_terminal,
+    requeue_action,
 )
 from ingest.domain.validation import Violation, id_violation, validate_conversation
 
@@ -78,6 +80,15 @@ class EndResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RequeueResult:
+    requeued: bool
+    previous_status: Status
+    status: Status
+    attempts: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimResult:
     claimed: bool
     status: Status
@@ -101,6 +112,9 @@ class ConversationRepository(Protocol):
 
 class OutboxRepository(Protocol):
     def add(self, conversation_id: str, created_at: datetime) -> None: ...
+
+    def has_unpublished(self, conversation_id: str) -> bool:
+        """True while an outbox row of this conversation waits to be published."""
 
 
 class UnitOfWork(Protocol):
@@ -263,3 +277,44 @@ def fail_conversation(
         )
         uow.commit()
     return new_status, state.attempts
+
+
+def requeue_conversation(
+    uow_factory: UnitOfWorkFactory, conversation_id: str, reason: str, *, now: datetime
+) -> RequeueResult:
+    """Operators' replay / re-process: enqueue the conversation again through the outbox.
+
+    FAILED and SKIPPED go back to PENDING with attempts reset to 0 (the operator judged
+    the cause fixed: a fresh budget of attempts); PENDING is enqueued once more unless a
+    row already waits; PROCESSING only once its lease expired; PROCESSED never (its effect
+    is applied exactly once). Safe to run twice: the second run finds PENDING and an
+    unpublished row, and does nothing.
+    """
+    _require_id(conversation_id)
+    with uow_factory() as uow:
+        state = uow.conversations.get_state(conversation_id, for_update=True)
+        if state is None:
+            raise ConversationNotFound()
+        lease_expired = state.lease_expires_at is None or state.lease_expires_at <= now
+        action, detail = requeue_action(
+            state.status,
+            lease_expired=lease_expired,
+            already_queued=uow.outbox.has_unpublished(conversation_id),
+        )
+        if action == RequeueAction.NOTHING:
+            return RequeueResult(False, state.status, state.status, state.attempts, detail)
+        new_state = state
+        if action in (RequeueAction.RESET, RequeueAction.RELEASE):
+            note = short_error(reason) if reason else state.last_error
+            new_state = dataclasses.replace(
+                state,
+                status=Status.PENDING,
+                attempts=0 if action == RequeueAction.RESET else state.attempts,
+                last_error=note,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+            uow.conversations.save_state(new_state)
+        uow.outbox.add(conversation_id, now)
+        uow.commit()
+    return RequeueResult(True, state.status, new_state.status, new_state.attempts, detail)

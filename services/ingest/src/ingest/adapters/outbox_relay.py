@@ -24,6 +24,7 @@ from aio_pika.connection import make_url
 from prometheus_client import Counter, Gauge
 from sqlalchemy.engine import Connection, Engine
 
+from ingest.adapters.lease_sweeper import LeaseSweeper
 from ingest.adapters.tables import outbox
 from servicekit.db import BlockingRunner, DatabaseUnavailable
 from servicekit.messaging import ROUTING_KEY_ENDED, Topology
@@ -127,6 +128,8 @@ class OutboxRelay:
         batch_size: int,
         poll_interval_s: float,
         db_timeout_s: float = 10.0,
+        sweeper: LeaseSweeper | None = None,
+        sweep_interval_s: float = 30.0,
     ) -> None:
         self._store = OutboxStore(engine)
         # One thread: the claimed batch's connection is used by one thread at a time.
@@ -144,6 +147,9 @@ class OutboxRelay:
         self._exchange: AbstractExchange | None = None
         self._broker_down = False
         self._db_down = False
+        self._sweeper = sweeper
+        self._sweep_interval_s = sweep_interval_s
+        self._next_sweep = 0.0
 
     # --- control ---------------------------------------------------------------------------
     def wake(self) -> None:
@@ -182,6 +188,8 @@ class OutboxRelay:
                 await self._ensure_connected()
                 self._wake.clear()
                 await self._drain()
+                if await self._sweep_if_due():
+                    await self._drain()
                 await self.backlog()
                 self._db_recovered()
                 backoff = FIRST_BACKOFF_S
@@ -219,6 +227,20 @@ class OutboxRelay:
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+    async def _sweep_if_due(self) -> bool:
+        """True when the sweep enqueued conversations again (drain them now)."""
+        loop = asyncio.get_running_loop()
+        if self._sweeper is None or loop.time() < self._next_sweep:
+            return False
+        self._next_sweep = loop.time() + self._sweep_interval_s
+        result = await self._runner(self._sweeper.sweep)
+        if result.total:
+            log.warning(
+                "sweeper enqueued conversations again",
+                extra={"lease_expired": result.released, "pending_stale": result.nudged},
+            )
+        return result.total > 0
 
     def _db_recovered(self) -> None:
         if self._db_down:

@@ -189,6 +189,14 @@ class SqlAlchemyOutboxRepository:
             sa.insert(outbox).values(conversation_id=conversation_id, created_at=created_at)
         )
 
+    def has_unpublished(self, conversation_id: str) -> bool:
+        row = self._conn.execute(
+            sa.select(outbox.c.id)
+            .where(outbox.c.conversation_id == conversation_id, outbox.c.published_at.is_(None))
+            .limit(1)
+        ).first()
+        return row is not None
+
 
 class SqlAlchemyUnitOfWork:
     """One connection, one transaction; rolls back unless commit() was called."""

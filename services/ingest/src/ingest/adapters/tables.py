@@ -37,6 +37,16 @@ conversations = sa.Table(
         name="conversations_status_known",
     ),
     sa.Index("ix_conversations_user_id", "user_id"),
+    sa.Index(
+        "ix_conversations_processing_lease",
+        "lease_expires_at",
+        postgresql_where=sa.text("status = 'PROCESSING'"),
+    ),
+    sa.Index(
+        "ix_conversations_pending_updated",
+        "updated_at",
+        postgresql_where=sa.text("status = 'PENDING'"),
+    ),
 )
 
 outbox = sa.Table(
@@ -50,6 +60,11 @@ outbox = sa.Table(
     sa.Index(
         "ix_outbox_unpublished",
         "id",
+        postgresql_where=sa.text("published_at IS NULL"),
+    ),
+    sa.Index(
+        "ix_outbox_unpublished_conversation",
+        "conversation_id",
         postgresql_where=sa.text("published_at IS NULL"),
     ),
 )

@@ -42,3 +42,32 @@ def after_fail(current: Status, dead_lettered: bool) -> Status:
     if is_terminal(current):
         return current
     return Status.FAILED if dead_lettered else Status.PENDING
+
+
+class RequeueAction(StrEnum):
+    RESET = "reset"  # back to PENDING with a fresh attempt budget, and enqueued
+    RELEASE = "release"  # back to PENDING, attempts kept, and enqueued
+    NUDGE = "nudge"  # status unchanged, enqueued once more
+    NOTHING = "nothing"
+
+
+def requeue_action(current: Status, *, lease_expired: bool, already_queued: bool) -> (
+    tuple[RequeueAction, str]
+):
+    """What an operator's replay/re-process does to a conversation in `current`.
+
+    PROCESSED is never reset: friendship applied its effect exactly once and a second
+    run would recompute nothing (the analyzer keeps its first analysis, the ledger its
+    first entry). A PROCESSING conversation under a live lease belongs to a worker.
+    """
+    if current == Status.PROCESSED:
+        return RequeueAction.NOTHING, "already processed; its effect is applied exactly once"
+    if current in (Status.FAILED, Status.SKIPPED):
+        return RequeueAction.RESET, f"was {current.value}; attempts reset"
+    if current == Status.PROCESSING and not lease_expired:
+        return RequeueAction.NOTHING, "being processed under a live lease"
+    if already_queued:
+        return RequeueAction.NOTHING, "already waiting in the outbox"
+    if current == Status.PROCESSING:
+        return RequeueAction.RELEASE, "lease expired (worker lost)"
+    return RequeueAction.NUDGE, "pending; enqueued again"

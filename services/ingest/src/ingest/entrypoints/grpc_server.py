@@ -14,28 +14,27 @@ from ingest import bootstrap
 from ingest.bootstrap import Deps
 from ingest.config import Settings
 from ingest.entrypoints.servicers import IngestInternalServicer, IngestServicer
+from ingest.entrypoints.wire import add_servicer
 from servicekit.auth import INTERNAL_SCOPE, TokenVerifier
 from servicekit.db import create_db_engine
 from servicekit.logging import configure_logging
 from servicekit.metrics import start_metrics_server
 from servicekit.server import GrpcServer, wait_for_termination_signal
-from spring.ingest.v1 import (
-    ingest_internal_pb2,
-    ingest_internal_pb2_grpc,
-    ingest_pb2,
-    ingest_pb2_grpc,
-)
+from spring.ingest.v1 import ingest_internal_pb2, ingest_pb2
 
 log = logging.getLogger(__name__)
 
-_PUBLIC = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
-_INTERNAL = ingest_internal_pb2.DESCRIPTOR.services_by_name["IngestInternalService"].full_name
+_PUBLIC_SERVICE = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"]
+_INTERNAL_SERVICE = ingest_internal_pb2.DESCRIPTOR.services_by_name["IngestInternalService"]
+_PUBLIC = _PUBLIC_SERVICE.full_name
+_INTERNAL = _INTERNAL_SERVICE.full_name
 SCOPES_BY_METHOD = {
     f"/{_PUBLIC}/EndConversation": "ingest:write",
     f"/{_PUBLIC}/GetConversationStatus": "ingest:read",
     f"/{_INTERNAL}/ClaimConversation": INTERNAL_SCOPE,
     f"/{_INTERNAL}/CompleteConversation": INTERNAL_SCOPE,
     f"/{_INTERNAL}/FailConversation": INTERNAL_SCOPE,
+    f"/{_INTERNAL}/RequeueConversation": INTERNAL_SCOPE,
 }
 
 
@@ -66,10 +65,9 @@ async def start_server(settings: Settings) -> RunningServer:
             ),
             max_message_bytes=settings.max_message_bytes,
         )
-        ingest_pb2_grpc.add_IngestServiceServicer_to_server(IngestServicer(deps), server.server)
-        ingest_internal_pb2_grpc.add_IngestInternalServiceServicer_to_server(
-            IngestInternalServicer(deps), server.server
-        )
+        # Undecodable request bytes answer INVALID_ARGUMENT, not UNKNOWN (see wire.py).
+        add_servicer(server.server, _PUBLIC_SERVICE, IngestServicer(deps))
+        add_servicer(server.server, _INTERNAL_SERVICE, IngestInternalServicer(deps))
         port = await server.start(f"{settings.grpc_host}:{settings.grpc_port}")
     except BaseException:
         await bootstrap.close(deps)

@@ -278,3 +278,29 @@ class IngestInternalServicer(_Base, ingest_internal_pb2_grpc.IngestInternalServi
         return ingest_internal_pb2.FailConversationResponse(
             status=_STATUS_TO_PROTO[status], attempts=attempts
         )
+
+    async def RequeueConversation(
+        self, request: ingest_internal_pb2.RequeueConversationRequest, context: Context
+    ) -> ingest_internal_pb2.RequeueConversationResponse:
+        _bind_id(request.conversation_id)
+        result = await self._run(
+            context,
+            handlers.requeue_conversation,
+            request.conversation_id,
+            request.reason,
+            now=_now(),
+        )
+        if result.requeued:
+            self._deps.wake_relay()
+        log.info(
+            "conversation requeue asked",
+            extra={"requeued": result.requeued, "previous_status": result.previous_status.value,
+                   "status": result.status.value, "attempts": result.attempts},
+        )
+        return ingest_internal_pb2.RequeueConversationResponse(
+            requeued=result.requeued,
+            previous_status=_STATUS_TO_PROTO[result.previous_status],
+            status=_STATUS_TO_PROTO[result.status],
+            attempts=result.attempts,
+            detail=result.detail,
+        )
