@@ -24,6 +24,11 @@ class Settings(BaseServiceSettings, MessagingSettings):
     analyzer_message_deadline_s: float = Field(default=300.0, gt=0)
     # How long a claim holds before another worker may take it over: past the deadline.
     analyzer_claim_lease_s: int | None = Field(default=None, ge=1)
+    # Self-recycling (entrypoints/recycling.py): drain and exit (code 75) after this many
+    # messages, this age or this RSS, for the supervisor to start a fresh worker; 0 = off.
+    analyzer_recycle_after_messages: int = Field(default=10_000, ge=0)
+    analyzer_recycle_after_age_s: float = Field(default=86_400.0, ge=0)
+    analyzer_recycle_after_rss_mb: float = Field(default=512.0, ge=0)
 
     @field_validator("analyzer_retry_delays_s")
     @classmethod

@@ -17,12 +17,17 @@ from analyzer.bootstrap import Deps, StartupError, build
 from analyzer.config import Settings
 from analyzer.domain.errors import DependencyFailed
 from analyzer.entrypoints.consumer import Consumer
+from analyzer.entrypoints.recycling import (
+    RECYCLE_EXIT_CODE,
+    RecycleLimits,
+    wait_for_signal_or_recycle,
+)
 from analyzer.entrypoints.servicer import SCOPES_BY_METHOD, SERVICE_NAME, AnalyzerServicer
 from servicekit.auth import TokenVerifier
 from servicekit.logging import configure_logging
 from servicekit.messaging import Topology
 from servicekit.metrics import start_metrics_server
-from servicekit.server import GrpcServer, wait_for_termination_signal
+from servicekit.server import GrpcServer
 from spring.analyzer.v1 import analyzer_pb2_grpc
 
 log = logging.getLogger("analyzer.worker")
@@ -113,10 +118,16 @@ async def _run(settings: Settings) -> int:
         "listening",
         extra={"port": worker.port, "metrics_port": settings.metrics_port},
     )
-    await wait_for_termination_signal()
+    recycled = await wait_for_signal_or_recycle(
+        RecycleLimits(
+            messages=settings.analyzer_recycle_after_messages,
+            age_s=settings.analyzer_recycle_after_age_s,
+            rss_mb=settings.analyzer_recycle_after_rss_mb,
+        )
+    )
     await worker.stop()
-    log.info("stopped")
-    return 0
+    log.info("stopped", extra={"recycled": recycled})
+    return RECYCLE_EXIT_CODE if recycled else 0
 
 
 def main() -> None:
