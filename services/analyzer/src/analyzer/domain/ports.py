@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from analyzer.domain.model import Analysis, Conversation, Fact
+from analyzer.domain.model import Analysis, Conversation, Emotion, Fact, Turn
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,28 @@ class FriendshipPort(Protocol):
 class ConversationAnalysis(Protocol):
     """Questions, emotion and new memories of one conversation.
 
-    Implemented locally today; the LLM and memory API arrive behind this same port.
+    Implemented in analysis.py: robot metadata, the LLM and the memory API when
+    configured, the local analysis as the fallback of each part.
     """
 
     async def analyze(self, conversation: Conversation) -> Analysis: ...
+
+
+class LlmPort(Protocol):
+    """The two LLM questions; each raises ProviderFailed when no valid answer came in time."""
+
+    async def count_questions(self, conversation_text: str, user_turns: int) -> int: ...
+
+    async def session_emotion(self, conversation_text: str) -> Emotion: ...
+
+
+class MemoryApiPort(Protocol):
+    async def add(self, conversation: Conversation, turns: Sequence[Turn]) -> int:
+        """Sends the (bounded) turns; returns how many memories that call added.
+
+        Raises ProviderFailed when the memory API gives no usable answer in time.
+        """
+        ...
 
 
 class MemoryStore(Protocol):

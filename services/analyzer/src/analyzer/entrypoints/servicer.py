@@ -1,4 +1,4 @@
-"""AnalyzerService: the local analysis of given turns, nothing stored."""
+"""AnalyzerService: the analysis of given turns (providers included), nothing stored."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from analyzer.adapters.proto_mapping import (
     metadata_to_domain,
     raw_turn_to_domain,
 )
-from analyzer.domain.local_analysis import preview
+from analyzer.analysis import ConversationAnalyzer
 from analyzer.domain.normalization import UnknownRole, normalize_turns
 from servicekit.errors import abort_invalid_argument
 from spring.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
@@ -22,6 +22,9 @@ MAX_TURNS = 5000
 
 
 class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
+    def __init__(self, analyzer: ConversationAnalyzer) -> None:
+        self._analyzer = analyzer
+
     async def AnalyzeConversation(
         self,
         request: analyzer_pb2.AnalyzeConversationRequest,
@@ -38,5 +41,5 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
         if not turns:
             await abort_invalid_argument(context, [("turns", "at least one non-empty turn")])
         metadata = metadata_to_domain(request.metadata, request.HasField("metadata"))
-        analysis, _facts = preview(turns, metadata)
+        analysis = await self._analyzer.preview(turns, metadata)
         return analyzer_pb2.AnalyzeConversationResponse(analysis=analysis_to_proto(analysis))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from analyzer.analysis import ConversationAnalyzer
 from analyzer.bootstrap import Deps, StartupError, build
 from analyzer.config import Settings
 from analyzer.domain.errors import DependencyFailed
@@ -49,7 +50,7 @@ class RunningWorker:
         await self.deps.close()
 
 
-def create_grpc_server(settings: Settings) -> GrpcServer:
+def create_grpc_server(settings: Settings, analyzer: ConversationAnalyzer) -> GrpcServer:
     """Health, reflection, auth, metrics and AnalyzerService; not started."""
     server = GrpcServer(
         service_names=[SERVICE_NAME],
@@ -59,7 +60,9 @@ def create_grpc_server(settings: Settings) -> GrpcServer:
         ),
         max_message_bytes=settings.max_message_bytes,
     )
-    analyzer_pb2_grpc.add_AnalyzerServiceServicer_to_server(AnalyzerServicer(), server.server)
+    analyzer_pb2_grpc.add_AnalyzerServiceServicer_to_server(
+        AnalyzerServicer(analyzer), server.server
+    )
     return server
 
 
@@ -72,7 +75,7 @@ async def start_worker(settings: Settings) -> RunningWorker:
         await deps.close()
         raise StartupError("database unreachable (SELECT 1 failed)") from exc
 
-    server = create_grpc_server(settings)
+    server = create_grpc_server(settings, deps.analyzer)
     try:
         port = await server.start(f"{settings.grpc_host}:{settings.grpc_port}")
     except RuntimeError as exc:

@@ -1,0 +1,155 @@
+"""The LLM part over the official groq SDK (AsyncGroq), JSON mode, strict parsing.
+
+GROQ_BASE_URL is the API host: the SDK appends /openai/v1/chat/completions.
+Retries: see provider_calls (the SDK's own are off, max_retries=0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import groq
+import httpx
+
+from analyzer.adapters.provider_calls import (
+    INVALID,
+    OK,
+    RATE_LIMITED,
+    RETRYABLE,
+    SERVER_ERROR,
+    TIMEOUT,
+    UNAVAILABLE,
+    GuardedProvider,
+    backoff_s,
+    retry_after_s,
+    wait_before_retry,
+)
+from analyzer.adapters.provider_metrics import GROQ, init_provider, record_request
+from analyzer.domain.breaker import CircuitBreaker
+from analyzer.domain.errors import ProviderFailed
+from analyzer.domain.llm_answers import InvalidAnswer, parse_emotion, parse_questions
+from analyzer.domain.model import Emotion
+from analyzer.domain.prompts import EMOTION_SYSTEM_PROMPT, QUESTIONS_SYSTEM_PROMPT
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DEFAULT_BASE_URL = "https://api.groq.com"
+MIN_REQUEST_TIMEOUT_S = 0.05
+
+
+def _status_outcome(exc: groq.APIStatusError) -> str:
+    if isinstance(exc, groq.RateLimitError):
+        return RATE_LIMITED
+    if exc.status_code >= 500:
+        return SERVER_ERROR
+    if isinstance(exc, groq.BadRequestError):
+        # e.g. 400 json_validate_failed: the model produced no valid JSON.
+        return INVALID
+    return UNAVAILABLE  # 401/403/404/...: not usable, not worth a retry
+
+
+class GroqLlm:
+    """LlmPort: two prompts, each within its own budget (retries and waits included)."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None,
+        model: str,
+        timeout_s: float,
+        max_attempts: int,
+        max_completion_tokens: int,
+        breaker: CircuitBreaker,
+    ) -> None:
+        self._model = model
+        self._max_attempts = max_attempts
+        self._max_completion_tokens = max_completion_tokens
+        self._guard = GuardedProvider(GROQ, breaker, timeout_s)
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+        self._client = groq.AsyncGroq(
+            api_key=api_key,
+            base_url=base_url or DEFAULT_BASE_URL,
+            max_retries=0,
+            timeout=timeout_s,
+            http_client=self._http,
+        )
+        init_provider(GROQ)
+
+    async def close(self) -> None:
+        await self._client.close()
+        await self._http.aclose()
+
+    async def count_questions(self, conversation_text: str, user_turns: int) -> int:
+        return await self._ask(
+            QUESTIONS_SYSTEM_PROMPT,
+            conversation_text,
+            lambda content: parse_questions(content, user_turns),
+        )
+
+    async def session_emotion(self, conversation_text: str) -> Emotion:
+        return await self._ask(EMOTION_SYSTEM_PROMPT, conversation_text, parse_emotion)
+
+    async def _ask(self, system: str, user: str, parse: Callable[[str | None], T]) -> T:
+        async with self._guard.call() as deadline:
+            return await self._attempts(system, user, parse, deadline)
+        raise AssertionError("unreachable")  # pragma: no cover (mypy: the guard may swallow)
+
+    async def _attempts(
+        self, system: str, user: str, parse: Callable[[str | None], T], deadline: float
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        outcome = UNAVAILABLE
+        for attempt in range(self._max_attempts):
+            started = loop.time()
+            headers: httpx.Headers | None = None
+            outcome = TIMEOUT
+            refused = False  # a 4xx answer: sending it again will not help
+            try:
+                completion = await self._client.chat.completions.create(
+                    model=self._model,
+                    messages=[
+                        {"role": "system", "content": system},
+                        {"role": "user", "content": user},
+                    ],
+                    response_format={"type": "json_object"},
+                    temperature=0,
+                    max_completion_tokens=self._max_completion_tokens,
+                    timeout=max(deadline - started, MIN_REQUEST_TIMEOUT_S),
+                )
+                content = completion.choices[0].message.content if completion.choices else None
+                try:
+                    value = parse(content)
+                    outcome = OK
+                except InvalidAnswer:
+                    outcome = INVALID
+                else:
+                    return value
+            except groq.APITimeoutError:
+                outcome = TIMEOUT
+            except groq.APIConnectionError:
+                outcome = UNAVAILABLE
+            except groq.APIStatusError as exc:
+                outcome = _status_outcome(exc)
+                headers = exc.response.headers
+                refused = outcome == UNAVAILABLE
+            except (groq.APIResponseValidationError, ValueError):
+                outcome = INVALID  # e.g. a body that is not JSON at all
+            finally:
+                # A request cut by the call's deadline is recorded as a timeout.
+                record_request(GROQ, outcome, loop.time() - started)
+            if refused or outcome not in RETRYABLE or attempt + 1 >= self._max_attempts:
+                break
+            delay = retry_after_s(headers)
+            if not await wait_before_retry(
+                backoff_s(attempt) if delay is None else delay, deadline
+            ):
+                break
+        log.info("llm call failed", extra={"provider": GROQ, "outcome": outcome})
+        raise ProviderFailed(outcome)
