@@ -7,7 +7,7 @@ from typing import Any
 from friendship.config import Settings
 from friendship.entrypoints.migrate import run as migrate
 from tests.support.auth import TEST_JWT_SECRET
-from tests.support.env import TEST_DATABASE_URL
+from tests.support.env import TEST_DATABASE_URL, new_namespace
 
 
 def server_settings(database_url: str = TEST_DATABASE_URL, **overrides: Any) -> Settings:
@@ -18,6 +18,10 @@ def server_settings(database_url: str = TEST_DATABASE_URL, **overrides: Any) -> 
         "grpc_host": "127.0.0.1",
         "grpc_port": 0,
         "shutdown_grace_s": 1.0,
+        # The shared test database's outbox is drained by no in-process server: a relay here
+        # would take events other test runs (e2e stacks) wait for. Relay tests use their own DB.
+        "friendship_relay_enabled": False,
+        "amqp_namespace": new_namespace(),
         **overrides,
     }
     return Settings(**values)

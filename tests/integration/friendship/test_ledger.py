@@ -10,6 +10,7 @@ from friendship.adapters.repository import SqlAlchemyUnitOfWork
 from friendship.adapters.tables import friendship_status, ledger, topic_metrics
 from friendship.domain.friendship import ApplyCommand
 from friendship.domain.levels import Level, LevelThresholds
+from friendship.domain.rules import RuleSet
 from friendship.domain.scoring import AnalysisInput, Emotion, ScoreWeights
 from friendship.handlers import FriendshipHandlers
 from tests.support.env import new_id
@@ -20,8 +21,7 @@ pytestmark = pytest.mark.integration
 def handlers(engine: Engine) -> FriendshipHandlers:
     return FriendshipHandlers(
         lambda: SqlAlchemyUnitOfWork(engine),
-        weights=ScoreWeights(),
-        thresholds=LevelThresholds(),
+        default_rules=RuleSet("v1", ScoreWeights(), LevelThresholds()),
     )
 
 

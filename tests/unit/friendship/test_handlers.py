@@ -2,100 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Self
 
 import pytest
 
-from friendship.domain.friendship import ApplyCommand, FriendshipStatus, LedgerEntry
+from friendship.domain.friendship import ApplyCommand
 from friendship.domain.levels import Level, LevelThresholds
+from friendship.domain.rules import RuleSet
 from friendship.domain.scoring import AnalysisInput, Emotion, ScoreWeights
-from friendship.domain.topics import TopicState
 from friendship.domain.validation import InvalidRequest
 from friendship.handlers import FriendshipHandlers
+from tests.unit.friendship.fakes import FakeUnitOfWork, Tables
 
 NOW = datetime(2025, 5, 1, tzinfo=UTC)
-
-
-@dataclass
-class Tables:
-    status: dict[str, FriendshipStatus] = field(default_factory=dict)
-    topics: dict[tuple[str, str], TopicState] = field(default_factory=dict)
-    ledger: dict[str, LedgerEntry] = field(default_factory=dict)
-
-
-class FakeRepository:
-    def __init__(self, tables: Tables) -> None:
-        self.t = tables
-
-    def get_status(self, user_id: str) -> FriendshipStatus | None:
-        return self.t.status.get(user_id)
-
-    def list_topics(self, user_id: str) -> list[TopicState]:
-        return sorted((v for (u, _), v in self.t.topics.items() if u == user_id),
-                      key=lambda topic: topic.topic_id)
-
-    def lock_status(self, user_id: str) -> FriendshipStatus:
-        return self.t.status.setdefault(user_id, FriendshipStatus(user_id))
-
-    def lock_topic(self, user_id: str, topic_id: str) -> TopicState:
-        return self.t.topics.setdefault((user_id, topic_id), TopicState(user_id, topic_id))
-
-    def find_ledger(self, conversation_id: str) -> LedgerEntry | None:
-        return self.t.ledger.get(conversation_id)
-
-    def insert_ledger(self, entry: LedgerEntry) -> bool:
-        if entry.conversation_id in self.t.ledger:
-            return False
-        self.t.ledger[entry.conversation_id] = entry
-        return True
-
-    def save_status(self, status: FriendshipStatus) -> None:
-        self.t.status[status.user_id] = status
-
-    def save_topic(self, topic: TopicState) -> None:
-        self.t.topics[(topic.user_id, topic.topic_id)] = topic
-
-
-class FakeUnitOfWork:
-    """Works on a copy of the committed tables; commit() publishes the copy."""
-
-    def __init__(self, committed: Tables) -> None:
-        self.committed = committed
-
-    @property
-    def friendship(self) -> FakeRepository:
-        return self._repo
-
-    def __enter__(self) -> Self:
-        self._work = Tables(
-            dict(self.committed.status), dict(self.committed.topics), dict(self.committed.ledger)
-        )
-        self._repo = FakeRepository(self._work)
-        return self
-
-    def commit(self) -> None:
-        self.committed.status = self._work.status
-        self.committed.topics = self._work.topics
-        self.committed.ledger = self._work.ledger
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
 
 
 def make() -> tuple[FriendshipHandlers, Tables]:
     committed = Tables()
     handlers = FriendshipHandlers(
         lambda: FakeUnitOfWork(committed),
-        weights=ScoreWeights(),
-        thresholds=LevelThresholds(),
+        default_rules=RuleSet("v1", ScoreWeights(), LevelThresholds()),
         clock=lambda: NOW,
     )
     return handlers, committed

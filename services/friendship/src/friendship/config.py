@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from friendship.domain.levels import LevelThresholds
+from friendship.domain.rules import RuleSet
 from friendship.domain.scoring import Emotion, ScoreWeights
-from servicekit.settings import BaseServiceSettings
+from servicekit.settings import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL, BaseServiceSettings
+
+# The version of the rule set built from these settings: the one every ledger row written
+# before rule sets existed carries.
+INITIAL_RULE_VERSION = "v1"
 
 _EMOTION_BOUND = 15.0
 
@@ -14,6 +20,17 @@ _EMOTION_BOUND = 15.0
 class Settings(BaseServiceSettings):
     grpc_port: int = 50053
     metrics_port: int = 9103
+
+    # The fields of servicekit.settings.MessagingSettings (the relay publishes level events).
+    amqp_url: str = DEFAULT_AMQP_URL
+    amqp_namespace: str = "spring"
+    amqp_timeout_s: float = Field(default=5.0, gt=0)
+
+    friendship_relay_enabled: bool = True
+    friendship_relay_batch_size: int = Field(default=100, ge=1, le=10_000)
+    friendship_relay_poll_interval_s: float = Field(default=1.0, gt=0)
+
+    # Only the first rule set: once one is stored (friendship-admin rules apply), it wins.
 
     friendship_acquaintance_threshold: float = Field(default=100.0, gt=0)
     friendship_friend_threshold: float = Field(default=300.0, gt=0)
@@ -44,6 +61,12 @@ class Settings(BaseServiceSettings):
             friend=self.friendship_friend_threshold,
         )
 
+    def initial_rules(self) -> RuleSet:
+        """The rule set stored at start-up when the database has none yet."""
+        return RuleSet(
+            version=INITIAL_RULE_VERSION, weights=self.weights(), thresholds=self.thresholds()
+        )
+
     def weights(self) -> ScoreWeights:
         return ScoreWeights(
             points_per_turn=self.score_points_per_turn,
@@ -59,3 +82,16 @@ class Settings(BaseServiceSettings):
                 Emotion.BORING: self.emotion_points_boring,
             },
         )
+
+
+class AdminSettings(BaseSettings):
+    """`friendship-admin`: the database only (no auth, no broker); the relay of a running
+    server publishes the events a rule change writes."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    db_connect_timeout_s: int = Field(default=2, ge=1)
+    # A recompute step replays one user's whole ledger in one statement batch.
+    db_statement_timeout_ms: int = Field(default=30_000, ge=100)
+    log_level: str = "INFO"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -9,11 +10,27 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 
-from friendship.adapters.tables import friendship_status, ledger, topic_metrics
+from friendship.adapters.events import level_changed_message
+from friendship.adapters.tables import (
+    friendship_status,
+    ledger,
+    outbox,
+    rule_jobs,
+    rule_results,
+    rule_sets,
+    topic_metrics,
+)
+from friendship.domain.events import ROUTING_KEY_LEVEL_CHANGED, LevelChanged
 from friendship.domain.friendship import FriendshipStatus, LedgerEntry
+from friendship.domain.history import HistoryCursor
 from friendship.domain.levels import Level
+from friendship.domain.replay import UserChange, ledger_order
+from friendship.domain.rules import RuleJob, RuleMode, RuleSet, StoredRuleSet, parse_rule_set
 from friendship.domain.scoring import AnalysisInput, Emotion, ScoreBreakdown
 from friendship.domain.topics import TopicState
+
+# Serializes rule set changes (seed at start-up, activation by the operator command).
+_RULE_SETS_LOCK_KEY = 0x46524E44_52554C45 & 0x7FFFFFFFFFFFFFFF  # "FRND" "RULE"
 
 
 def _status_from_row(row: Any) -> FriendshipStatus:
@@ -23,6 +40,7 @@ def _status_from_row(row: Any) -> FriendshipStatus:
         level=Level(row.level),
         conversations=int(row.conversations),
         updated_at=row.updated_at,
+        rule_version=row.rule_version,
     )
 
 
@@ -34,6 +52,27 @@ def _topic_from_row(row: Any) -> TopicState:
         turns=int(row.turns),
         agents_used=tuple(row.agents_used or ()),
         updated_at=row.updated_at,
+    )
+
+
+def _stored_rule_set(row: Any) -> StoredRuleSet:
+    return StoredRuleSet(
+        rules=parse_rule_set(row.body),
+        mode=RuleMode(row.mode),
+        active=bool(row.active),
+        created_at=row.created_at,
+    )
+
+
+def _job_from_row(row: Any) -> RuleJob:
+    return RuleJob(
+        version=row.version,
+        mode=RuleMode(row.mode),
+        done=row.finished_at is not None,
+        cursor=row.cursor,
+        users_done=int(row.users_done),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
     )
 
 
@@ -161,6 +200,7 @@ class SqlAlchemyFriendshipRepository:
                 level=status.level.value,
                 conversations=status.conversations,
                 updated_at=status.updated_at or sa.func.now(),
+                rule_version=status.rule_version,
             )
         )
 
@@ -178,6 +218,244 @@ class SqlAlchemyFriendshipRepository:
                 updated_at=topic.updated_at or sa.func.now(),
             )
         )
+
+    def lock_existing_status(self, user_id: str) -> FriendshipStatus | None:
+        row = self._conn.execute(
+            sa.select(friendship_status)
+            .where(friendship_status.c.user_id == user_id)
+            .with_for_update()
+        ).one_or_none()
+        return _status_from_row(row) if row is not None else None
+
+    # --- history and recompute ---------------------------------------------------------------
+    def history_page(
+        self, user_id: str, after: HistoryCursor | None, limit: int
+    ) -> list[LedgerEntry]:
+        query = sa.select(ledger).where(ledger.c.user_id == user_id)
+        if after is not None:
+            query = query.where(
+                sa.tuple_(ledger.c.applied_at, ledger.c.conversation_id)
+                < sa.tuple_(sa.literal(after.applied_at), sa.literal(after.conversation_id))
+            )
+        rows = self._conn.execute(
+            query.order_by(ledger.c.applied_at.desc(), ledger.c.conversation_id.desc()).limit(
+                limit
+            )
+        ).all()
+        return [_ledger_from_row(row) for row in rows]
+
+    def user_ledger(self, user_id: str) -> list[LedgerEntry]:
+        rows = self._conn.execute(
+            sa.select(ledger)
+            .where(ledger.c.user_id == user_id)
+            .order_by(ledger.c.applied_at, ledger.c.conversation_id)
+        ).all()
+        return [_ledger_from_row(row) for row in rows]
+
+    def ledgers_of(self, user_ids: Sequence[str]) -> dict[str, list[LedgerEntry]]:
+        found: dict[str, list[LedgerEntry]] = {user_id: [] for user_id in user_ids}
+        if not user_ids:
+            return found
+        rows = self._conn.execute(
+            sa.select(ledger)
+            .where(ledger.c.user_id.in_(list(user_ids)))
+            .order_by(ledger.c.user_id, ledger.c.applied_at, ledger.c.conversation_id)
+        ).all()
+        for row in rows:
+            found[row.user_id].append(_ledger_from_row(row))
+        for entries in found.values():
+            entries.sort(key=ledger_order)
+        return found
+
+    def rewrite_ledger(self, entries: Sequence[LedgerEntry]) -> None:
+        if not entries:
+            return
+        self._conn.execute(
+            sa.update(ledger)
+            .where(ledger.c.conversation_id == sa.bindparam("b_conversation_id"))
+            .values(
+                base_points=sa.bindparam("b_base"),
+                engagement_points=sa.bindparam("b_engagement"),
+                emotion_points=sa.bindparam("b_emotion"),
+                memory_points=sa.bindparam("b_memory"),
+                score_change=sa.bindparam("b_total"),
+                applied_delta=sa.bindparam("b_applied_delta"),
+                score_before=sa.bindparam("b_score_before"),
+                score_after=sa.bindparam("b_score_after"),
+                level_before=sa.bindparam("b_level_before"),
+                level_after=sa.bindparam("b_level_after"),
+                rule_version=sa.bindparam("b_rule_version"),
+            ),
+            [
+                {
+                    "b_conversation_id": e.conversation_id,
+                    "b_base": e.breakdown.base,
+                    "b_engagement": e.breakdown.engagement,
+                    "b_emotion": e.breakdown.emotion,
+                    "b_memory": e.breakdown.memory,
+                    "b_total": e.breakdown.total,
+                    "b_applied_delta": e.applied_delta,
+                    "b_score_before": e.score_before,
+                    "b_score_after": e.score_after,
+                    "b_level_before": e.level_before.value,
+                    "b_level_after": e.level_after.value,
+                    "b_rule_version": e.rule_version,
+                }
+                for e in entries
+            ],
+        )
+
+    def upsert_topics(self, topics: Sequence[TopicState]) -> None:
+        for topic in sorted(topics, key=lambda t: t.topic_id):
+            values = {
+                "score": topic.score,
+                "turns": topic.turns,
+                "agents_used": list(topic.agents_used),
+                "updated_at": topic.updated_at or sa.func.now(),
+            }
+            self._conn.execute(
+                pg_insert(topic_metrics)
+                .values(user_id=topic.user_id, topic_id=topic.topic_id, **values)
+                .on_conflict_do_update(
+                    index_elements=[topic_metrics.c.user_id, topic_metrics.c.topic_id],
+                    set_=values,
+                )
+            )
+
+    def statuses_after(self, user_id: str, limit: int) -> list[FriendshipStatus]:
+        rows = self._conn.execute(
+            sa.select(friendship_status)
+            .where(friendship_status.c.user_id > user_id)
+            .order_by(friendship_status.c.user_id)
+            .limit(limit)
+        ).all()
+        return [_status_from_row(row) for row in rows]
+
+    # --- rule sets ---------------------------------------------------------------------------
+    def lock_rule_sets(self) -> None:
+        self._conn.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.literal(_RULE_SETS_LOCK_KEY, sa.BigInteger)))
+        )
+
+    def active_rule_version(self) -> str | None:
+        version = self._conn.execute(
+            sa.select(rule_sets.c.version).where(rule_sets.c.active)
+        ).scalar_one_or_none()
+        return str(version) if version is not None else None
+
+    def rule_set(self, version: str) -> StoredRuleSet | None:
+        row = self._conn.execute(
+            sa.select(rule_sets).where(rule_sets.c.version == version)
+        ).one_or_none()
+        return _stored_rule_set(row) if row is not None else None
+
+    def list_rule_sets(self) -> list[StoredRuleSet]:
+        rows = self._conn.execute(sa.select(rule_sets).order_by(rule_sets.c.created_at)).all()
+        return [_stored_rule_set(row) for row in rows]
+
+    def activate_rule_set(self, rules: RuleSet, mode: RuleMode) -> None:
+        self._conn.execute(
+            sa.update(rule_sets).where(rule_sets.c.active).values(active=False)
+        )
+        self._conn.execute(
+            sa.insert(rule_sets).values(
+                version=rules.version,
+                body=rules.to_body(),
+                mode=mode.value,
+                active=True,
+                activated_at=sa.func.now(),
+            )
+        )
+
+    def create_job(self, version: str, mode: RuleMode) -> None:
+        self._conn.execute(sa.insert(rule_jobs).values(version=version, mode=mode.value))
+
+    def get_job(self, version: str) -> RuleJob | None:
+        row = self._conn.execute(
+            sa.select(rule_jobs).where(rule_jobs.c.version == version)
+        ).one_or_none()
+        return _job_from_row(row) if row is not None else None
+
+    def unfinished_jobs(self) -> list[RuleJob]:
+        rows = self._conn.execute(
+            sa.select(rule_jobs).where(rule_jobs.c.finished_at.is_(None))
+        ).all()
+        return [_job_from_row(row) for row in rows]
+
+    def advance_job(self, version: str, user_id: str) -> None:
+        self._conn.execute(
+            sa.update(rule_jobs)
+            .where(rule_jobs.c.version == version)
+            .values(
+                cursor=sa.func.greatest(rule_jobs.c.cursor, user_id),
+                users_done=rule_jobs.c.users_done + 1,
+            )
+        )
+
+    def finish_job(self, version: str) -> None:
+        self._conn.execute(
+            sa.update(rule_jobs)
+            .where(rule_jobs.c.version == version, rule_jobs.c.finished_at.is_(None))
+            .values(finished_at=sa.func.now())
+        )
+
+    def record_rule_result(self, version: str, change: UserChange) -> None:
+        self._conn.execute(
+            pg_insert(rule_results)
+            .values(
+                version=version,
+                user_id=change.user_id,
+                old_score=change.old_score,
+                new_score=change.new_score,
+                old_level=change.old_level.value,
+                new_level=change.new_level.value,
+            )
+            .on_conflict_do_nothing(index_elements=[rule_results.c.version, rule_results.c.user_id])
+        )
+
+    def rule_results(self, version: str) -> list[UserChange]:
+        rows = self._conn.execute(
+            sa.select(rule_results)
+            .where(rule_results.c.version == version)
+            .order_by(rule_results.c.user_id)
+        ).all()
+        return [
+            UserChange(
+                user_id=row.user_id,
+                old_score=float(row.old_score),
+                new_score=float(row.new_score),
+                old_level=Level(row.old_level),
+                new_level=Level(row.new_level),
+            )
+            for row in rows
+        ]
+
+    # --- events and erasure ------------------------------------------------------------------
+    def add_event(self, event: LevelChanged) -> None:
+        message = level_changed_message(event)
+        self._conn.execute(
+            sa.insert(outbox).values(
+                event_id=event.event_id,
+                user_id=event.user_id,
+                routing_key=ROUTING_KEY_LEVEL_CHANGED,
+                message_type=message.DESCRIPTOR.full_name,
+                payload=message.SerializeToString(),
+                created_at=event.occurred_at,
+            )
+        )
+
+    def delete_user(self, user_id: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for name, table in (
+            ("ledger", ledger),
+            ("topic_metrics", topic_metrics),
+            ("outbox", outbox),
+            ("rule_results", rule_results),
+            ("friendship_status", friendship_status),
+        ):
+            result = self._conn.execute(sa.delete(table).where(table.c.user_id == user_id))
+            counts[name] = int(result.rowcount)
+        return counts
 
 
 class SqlAlchemyUnitOfWork:

@@ -19,6 +19,8 @@ friendship_status = sa.Table(
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    # The rule set the score and level were computed with (0002).
+    sa.Column("rule_version", sa.Text, nullable=False, server_default=sa.text("'v1'")),
 )
 
 topic_metrics = sa.Table(
@@ -66,4 +68,69 @@ ledger = sa.Table(
         "applied_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Index("ix_ledger_user_id_applied_at", "user_id", "applied_at"),
+    # History paging and replay order (0002).
+    sa.Index("ix_ledger_user_history", "user_id", "applied_at", "conversation_id"),
+)
+
+# --- 0002: rule sets, rule change jobs and results, level-change outbox -----------------------
+
+rule_sets = sa.Table(
+    "rule_sets",
+    metadata,
+    sa.Column("version", sa.Text, primary_key=True),
+    sa.Column("body", postgresql.JSONB, nullable=False),
+    sa.Column("mode", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.text("false")),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("activated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ux_rule_sets_one_active", "active", unique=True,
+             postgresql_where=sa.text("active")),
+)
+
+rule_jobs = sa.Table(
+    "rule_jobs",
+    metadata,
+    sa.Column("version", sa.Text, primary_key=True),
+    sa.Column("mode", sa.Text, nullable=False),
+    sa.Column("cursor", sa.Text, nullable=False, server_default=sa.text("''")),
+    sa.Column("users_done", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column(
+        "started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+rule_results = sa.Table(
+    "rule_results",
+    metadata,
+    sa.Column("version", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("old_score", sa.Double, nullable=False),
+    sa.Column("new_score", sa.Double, nullable=False),
+    sa.Column("old_level", sa.Text, nullable=False),
+    sa.Column("new_level", sa.Text, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Index("ix_rule_results_user_id", "user_id"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),  # bigserial
+    sa.Column("event_id", sa.Text, nullable=False, unique=True),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("routing_key", sa.Text, nullable=False),
+    sa.Column("message_type", sa.Text, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("publish_attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Index("ix_outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
+    sa.Index("ix_outbox_user_id", "user_id"),
 )

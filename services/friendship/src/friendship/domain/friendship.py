@@ -23,6 +23,7 @@ class FriendshipStatus:
     level: Level = Level.STRANGER
     conversations: int = 0
     updated_at: datetime | None = None
+    rule_version: str = RULE_VERSION  # the rule set the score and level were computed with
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ def apply_conversation(
     weights: ScoreWeights,
     thresholds: LevelThresholds,
     now: datetime,
+    rule_version: str = RULE_VERSION,
 ) -> ApplyOutcome:
     """Pure: the new user status and topic, and the ledger entry that records the change."""
     if status.user_id != command.user_id:
@@ -83,6 +85,7 @@ def apply_conversation(
         level=level_after,
         conversations=status.conversations + 1,
         updated_at=now,
+        rule_version=rule_version,
     )
     new_topic: TopicState | None = None
     if command.agent_tag:
@@ -109,5 +112,6 @@ def apply_conversation(
         level_before=level_before,
         level_after=level_after,
         applied_at=now,
+        rule_version=rule_version,
     )
     return ApplyOutcome(status=new_status, topic=new_topic, ledger=ledger)

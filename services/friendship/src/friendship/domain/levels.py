@@ -32,7 +32,11 @@ def level_for(score: float, thresholds: LevelThresholds) -> Level:
 
 def next_level_score(score: float, thresholds: LevelThresholds) -> float:
     """The score where the next level starts; 0 at the top level."""
-    level = level_for(score, thresholds)
+    return next_level_start(level_for(score, thresholds), thresholds)
+
+
+def next_level_start(level: Level, thresholds: LevelThresholds) -> float:
+    """The score where the level after `level` starts; 0 at the top level."""
     if level is Level.STRANGER:
         return thresholds.acquaintance
     if level is Level.ACQUAINTANCE:

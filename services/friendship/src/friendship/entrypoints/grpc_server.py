@@ -8,19 +8,20 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn, TypeAlias, TypeVar
+from typing import Any, NoReturn, TypeAlias, TypeVar, cast
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import ValidationError
 
+from friendship.adapters.events import LEVEL_TO_PROTO
 from friendship.bootstrap import Deps, build
 from friendship.config import Settings
-from friendship.domain.friendship import ApplyCommand
-from friendship.domain.levels import Level
+from friendship.domain.friendship import ApplyCommand, LedgerEntry
+from friendship.domain.history import parse_history_request
 from friendship.domain.topics import TopicState
 from friendship.domain.validation import InvalidRequest, parse_apply
-from friendship.handlers import ApplyResult, LevelView
+from friendship.handlers import ApplyResult, HistoryPage, LevelView
 from servicekit.auth import TokenVerifier
 from servicekit.db import DatabaseUnavailable
 from servicekit.errors import abort_invalid_argument
@@ -33,6 +34,7 @@ from spring.friendship.v1 import (
     friendship_pb2,
     friendship_pb2_grpc,
 )
+from spring.ingest.v1 import ingest_pb2
 
 log = logging.getLogger("friendship.server")
 T = TypeVar("T")
@@ -42,16 +44,14 @@ INTERNAL_SERVICE = "spring.friendship.v1.FriendshipInternalService"
 SCOPES_BY_METHOD = {
     f"/{PUBLIC_SERVICE}/GetLevel": "friendship:read",
     f"/{PUBLIC_SERVICE}/GetTopicMetrics": "friendship:read",
+    f"/{PUBLIC_SERVICE}/GetScoreHistory": "friendship:read",
     f"/{INTERNAL_SERVICE}/ApplyConversation": "internal",
+    f"/{INTERNAL_SERVICE}/DeleteUserData": "internal",
 }
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
-_LEVEL_TO_PROTO = {
-    Level.STRANGER: friendship_pb2.FRIENDSHIP_LEVEL_PHASE1_STRANGER,
-    Level.ACQUAINTANCE: friendship_pb2.FRIENDSHIP_LEVEL_PHASE2_ACQUAINTANCE,
-    Level.FRIEND: friendship_pb2.FRIENDSHIP_LEVEL_PHASE3_FRIEND,
-}
+_LEVEL_TO_PROTO = LEVEL_TO_PROTO
 
 
 # --- proto <-> domain ---------------------------------------------------------------------------
@@ -110,6 +110,44 @@ def topics_to_proto(
     )
 
 
+def history_entry_to_proto(entry: LedgerEntry) -> friendship_pb2.ScoreHistoryEntry:
+    analysis = entry.analysis
+    return friendship_pb2.ScoreHistoryEntry(
+        conversation_id=entry.conversation_id,
+        bot_id=entry.bot_id,
+        agent_tag=entry.agent_tag,
+        breakdown=friendship_pb2.ScoreBreakdown(
+            base=entry.breakdown.base,
+            engagement=entry.breakdown.engagement,
+            emotion=entry.breakdown.emotion,
+            memory=entry.breakdown.memory,
+            score_change=entry.breakdown.total,
+        ),
+        analysis=ingest_pb2.Analysis(
+            total_turns=analysis.total_turns,
+            user_initiated_questions=analysis.user_initiated_questions,
+            session_emotion=cast(ingest_pb2.Emotion.ValueType, int(analysis.emotion)),
+            new_memories_count=analysis.new_memories_count,
+            source=analysis.source,
+        ),
+        rule_version=entry.rule_version,
+        applied_delta=entry.applied_delta,
+        score_before=entry.score_before,
+        score_after=entry.score_after,
+        level_before=_LEVEL_TO_PROTO[entry.level_before],
+        level_after=_LEVEL_TO_PROTO[entry.level_after],
+        applied_at=_timestamp(entry.applied_at),
+    )
+
+
+def history_to_proto(page: HistoryPage) -> friendship_pb2.GetScoreHistoryResponse:
+    return friendship_pb2.GetScoreHistoryResponse(
+        user_id=page.user_id,
+        entries=[history_entry_to_proto(entry) for entry in page.entries],
+        next_page_token=page.next_page_token,
+    )
+
+
 def apply_result_to_proto(result: ApplyResult) -> friendship_internal_pb2.ApplyConversationResponse:
     return friendship_internal_pb2.ApplyConversationResponse(
         applied=result.applied,
@@ -162,6 +200,18 @@ class FriendshipServicer(friendship_pb2_grpc.FriendshipServiceServicer):
         topics = await self._calls.run(context, self._handlers.get_topic_metrics, request.user_id)
         return topics_to_proto(request.user_id, topics)
 
+    async def GetScoreHistory(
+        self, request: friendship_pb2.GetScoreHistoryRequest, context: Context
+    ) -> friendship_pb2.GetScoreHistoryResponse:
+        try:
+            query = parse_history_request(request.user_id, request.page_size, request.page_token)
+        except InvalidRequest as exc:
+            await abort_invalid_argument(
+                context, [(v.field, v.description) for v in exc.violations]
+            )
+        page = await self._calls.run(context, self._handlers.get_score_history, query)
+        return history_to_proto(page)
+
 
 class FriendshipInternalServicer(friendship_internal_pb2_grpc.FriendshipInternalServiceServicer):
     def __init__(self, deps: Deps) -> None:
@@ -193,6 +243,20 @@ class FriendshipInternalServicer(friendship_internal_pb2_grpc.FriendshipInternal
         finally:
             conversation_id_var.reset(token)
 
+    async def DeleteUserData(
+        self, request: friendship_internal_pb2.DeleteUserDataRequest, context: Context
+    ) -> friendship_internal_pb2.DeleteUserDataResponse:
+        counts = await self._calls.run(context, self._handlers.delete_user_data, request.user_id)
+        log.info(
+            "user data deleted",
+            extra={"user_id": request.user_id, "rows": sum(counts.values()), **{
+                f"deleted_{table}": count for table, count in counts.items()
+            }},
+        )
+        return friendship_internal_pb2.DeleteUserDataResponse(
+            user_id=request.user_id, deleted=counts
+        )
+
 
 # --- server -----------------------------------------------------------------------------------
 
@@ -205,10 +269,14 @@ class RunningServer:
     grace_s: float
 
     async def stop(self, grace_s: float | None = None) -> None:
+        """gRPC first (in-flight calls finish), then the relay, then the pools."""
         try:
             await self.grpc.stop(self.grace_s if grace_s is None else grace_s)
         finally:
-            await asyncio.to_thread(self.deps.close)
+            try:
+                await self.deps.stop_relay()
+            finally:
+                await asyncio.to_thread(self.deps.close)
 
 
 async def start_server(settings: Settings, *, check_database: bool = True) -> RunningServer:
@@ -221,6 +289,15 @@ async def start_server(settings: Settings, *, check_database: bool = True) -> Ru
     try:
         if check_database:
             await deps.check_database()
+            rules, created = await deps.runner(deps.handlers.ensure_rules)
+            if created:
+                log.info("first rule set stored from the environment",
+                         extra={"rule_version": rules.version})
+            elif not rules.same_rules(settings.initial_rules()):
+                log.info(
+                    "a stored rule set is active; score settings in the environment are not used",
+                    extra={"rule_version": rules.version},
+                )
         verifier = TokenVerifier(
             secret=settings.auth_jwt_secret, public_key=settings.auth_jwt_public_key
         )
@@ -237,7 +314,9 @@ async def start_server(settings: Settings, *, check_database: bool = True) -> Ru
             FriendshipInternalServicer(deps), server.server
         )
         port = await server.start(f"{settings.grpc_host}:{settings.grpc_port}")
+        deps.start_relay()
     except BaseException:
+        await deps.stop_relay()
         deps.close()
         raise
     return RunningServer(port=port, grpc=server, deps=deps, grace_s=settings.shutdown_grace_s)
