@@ -10,27 +10,6 @@ from sqlalchemy.engine import make_url
 from servicekit.db import migrate, sqlalchemy_url
 from tests.support.env import TEST_DATABASE_URL
 
-BROKER_RESTART = "broker_restart"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        f"{BROKER_RESTART}: stops and starts the shared RabbitMQ app; run alone, on purpose "
-        f"(-m {BROKER_RESTART})",
-    )
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that restart the broker disturb every other test on this machine: they run
-    only when asked for by marker expression."""
-    if BROKER_RESTART in (config.getoption("markexpr", "") or ""):
-        return
-    skip = pytest.mark.skip(reason=f"restarts the shared broker; run with -m {BROKER_RESTART}")
-    for item in items:
-        if item.get_closest_marker(BROKER_RESTART) is not None:
-            item.add_marker(skip)
-
 
 def _admin_engine() -> sa.Engine:
     return sa.create_engine(

@@ -20,6 +20,8 @@ from spring.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from springctl.devsecret import resolve_secret
 
 INGEST_TARGET = os.environ.get("INGEST_GRPC_TARGET", "127.0.0.1:50051")
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+AMQP_NAMESPACE = os.environ.get("AMQP_NAMESPACE", "spring")
 FRIENDSHIP_TARGET = os.environ.get("FRIENDSHIP_GRPC_TARGET", "127.0.0.1:50053")
 ALL_PUBLIC_SCOPES = ["ingest:write", "ingest:read", "friendship:read"]
 
@@ -113,6 +115,63 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator_target(args: argparse.Namespace) -> Any:
+    from springctl.deadletters import Target
+
+    token = args.token or os.environ.get("SPRING_TOKEN") or mint_token(
+        resolve_secret(), "springctl-operator", ["ingest:read", "internal"], ttl_s=600
+    )
+    return Target(
+        amqp_url=args.amqp_url, namespace=args.namespace, ingest=args.ingest, token=token
+    )
+
+
+def _print_rows(rows: list[Any], as_json: bool, columns: list[str]) -> None:
+    from springctl.deadletters import as_json_lines
+
+    if as_json:
+        for line in as_json_lines(rows):
+            _out(line)
+        return
+    if not rows:
+        _out("(none)")
+        return
+    table = [[str(getattr(r, c)) if getattr(r, c) is not None else "-" for c in columns]
+             for r in rows]  # fmt: skip
+    widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(columns)]
+    _out("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in table:
+        _out("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    from springctl.deadletters import list_dead_letters, run
+
+    letters = run(list_dead_letters(_operator_target(args), args.limit))
+    _print_rows(letters, args.json,
+                ["conversation_id", "status", "attempts", "age_s", "reason"])  # fmt: skip
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from springctl.deadletters import replay, run
+
+    if not args.all and not args.ids:
+        _out("error: name conversation ids, or --all")
+        return 2
+    outcomes = run(replay(_operator_target(args), None if args.all else args.ids, args.limit))
+    _print_rows(outcomes, args.json, ["conversation_id", "action", "detail"])
+    return 1 if any(o.action == "kept" and o.conversation_id for o in outcomes) else 0
+
+
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    from springctl.deadletters import reprocess, run
+
+    outcomes = run(reprocess(_operator_target(args), args.ids))
+    _print_rows(outcomes, args.json, ["conversation_id", "action", "detail"])
+    return 1 if any(o.action == "error" for o in outcomes) else 0
+
+
 def cmd_dev_run(_args: argparse.Namespace) -> int:
     from springctl.devrun import run
 
@@ -150,6 +209,30 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", default="dev-robot")
     token.add_argument("--ttl", type=int, default=24 * 3600)
     token.set_defaults(func=cmd_token)
+
+    def operator(name: str, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--amqp-url", default=AMQP_URL, help="broker (default $AMQP_URL)")
+        cmd.add_argument("--namespace", default=AMQP_NAMESPACE,
+                         help="queue namespace (default $AMQP_NAMESPACE or spring)")  # fmt: skip
+        cmd.add_argument("--json", action="store_true", help="one JSON object per line")
+        return cmd
+
+    dlq = operator("dlq-list", "list dead letters with their reasons, attempts and ages")
+    dlq.add_argument("--limit", type=int, help="look at no more than this many")
+    dlq.set_defaults(func=cmd_dlq_list)
+
+    replay = operator("replay", "replay dead letters: the conversation is reset and enqueued "
+                                "again; idempotent")  # fmt: skip
+    replay.add_argument("ids", nargs="*", help="conversation ids to replay")
+    replay.add_argument("--all", action="store_true", help="replay every dead letter")
+    replay.add_argument("--limit", type=int, help="look at no more than this many")
+    replay.set_defaults(func=cmd_replay)
+
+    reprocess = operator("reprocess", "enqueue conversations again by id (FAILED/SKIPPED are "
+                                      "reset; PROCESSED ones are left as they are)")  # fmt: skip
+    reprocess.add_argument("ids", nargs="+", help="conversation ids")
+    reprocess.set_defaults(func=cmd_reprocess)
 
     dev = sub.add_parser("dev-run", help="run the three services in the foreground (make run)")
     dev.set_defaults(func=cmd_dev_run)
