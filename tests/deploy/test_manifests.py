@@ -58,9 +58,7 @@ CHECKOV_DOCKER_SKIPS = {
     "service natively (grpc: probes in the Deployments)",
 }
 # ConfigMaps mounted but built elsewhere, with the reason.
-EXTERNAL_CONFIGMAPS = {
-    "envoy-config": "generated from deploy/envoy/envoy.yaml by the Envoy issue",
-}
+EXTERNAL_CONFIGMAPS: dict[str, str] = {}
 
 
 # --- tools ------------------------------------------------------------------------------------
