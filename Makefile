@@ -129,6 +129,29 @@ e2e: check-infra
 edge: check-infra envoy web chromium
 	$(BIN)/pytest tests/edge
 
+# --- faults and operators (issue 4) -----------------------------------------
+.PHONY: chaos fuzz dlq-list replay reprocess
+# The long chaos run (make test runs a short one in its broker_restart phase). It stops and
+# starts the machine's RabbitMQ app. Size: CHAOS_CONVERSATIONS, CHAOS_DURATION_S, CHAOS_SEED.
+CHAOS_CONVERSATIONS ?= 1500
+CHAOS_DURATION_S ?= 240
+chaos: check-infra
+	CHAOS_CONVERSATIONS=$(CHAOS_CONVERSATIONS) CHAOS_DURATION_S=$(CHAOS_DURATION_S) \
+	  $(BIN)/pytest tests/chaos -m broker_restart
+
+fuzz: check-infra
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/pytest tests/fuzz
+
+# Operators: `make dlq-list`, `make replay ID="a b"` or `make replay ALL=1`,
+# `make reprocess ID="a b"`. Against the running stack (AMQP_URL, AMQP_NAMESPACE,
+# INGEST_GRPC_TARGET, AUTH_JWT_SECRET or the dev secret).
+dlq-list: install
+	@$(BIN)/springctl dlq-list
+replay: install
+	@$(BIN)/springctl replay $(if $(ALL),--all,$(ID))
+reprocess: install
+	@$(BIN)/springctl reprocess $(ID)
+
 token: install
 	@$(BIN)/springctl token
 
