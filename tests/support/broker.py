@@ -19,7 +19,8 @@ async def delete_namespace(amqp_url: str, namespace: str, retry_delays_s: list[i
             channel = await connection.channel()
             with contextlib.suppress(Exception):
                 await channel.queue_delete(name)
-        for name in (topology.exchange, topology.dead_letter_exchange):
+        events_exchange = f"{namespace}.friendship.events"
+        for name in (topology.exchange, topology.dead_letter_exchange, events_exchange):
             channel = await connection.channel()
             with contextlib.suppress(Exception):
                 await channel.exchange_delete(name)
