@@ -9,24 +9,32 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ingest.entrypoints.grpc_server import RunningServer, start_server
-from servicekit.db import migrate, sqlalchemy_url
-from tests.support.env import TEST_DATABASE_URL
+from servicekit.db import sqlalchemy_url
+from tests.support.own_db import own_database
 
 from .support import Stubs, delete_topology, make_settings
 
 
 @pytest.fixture(scope="session")
-def ingest_db() -> Iterator[Engine]:
-    """spring_test, migrated once per session; an engine for direct checks."""
-    migrate(TEST_DATABASE_URL, "ingest:migrations", "ingest")
-    engine = sa.create_engine(sqlalchemy_url(TEST_DATABASE_URL), pool_size=2)
+def ingest_db_url() -> Iterator[str]:
+    """A database of its own: this server lives all session, and its relay would publish
+    every unpublished outbox row of a shared database (other tests' conversations) into
+    its namespace, where nobody consumes them."""
+    with own_database("ingest_contract") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def ingest_db(ingest_db_url: str) -> Iterator[Engine]:
+    """An engine for direct checks."""
+    engine = sa.create_engine(sqlalchemy_url(ingest_db_url), pool_size=2)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture(scope="session")
-async def ingest_server(ingest_db: Engine) -> AsyncIterator[RunningServer]:
-    settings = make_settings()
+async def ingest_server(ingest_db_url: str, ingest_db: Engine) -> AsyncIterator[RunningServer]:
+    settings = make_settings(database_url=ingest_db_url)
     running = await start_server(settings)
     yield running
     await running.stop(grace_s=1.0)
