@@ -19,7 +19,8 @@ from spring.ingest.v1 import ingest_pb2_grpc
 from tests.support.auth import TEST_JWT_SECRET
 from tests.support.broker import delete_namespace
 from tests.support.env import AMQP_URL, TEST_DATABASE_URL, free_port, new_namespace
-from tests.support.stack import Stack, build_stack, migrate_all
+from tests.support.own_db import own_database
+from tests.support.stack import Stack, build_stack
 from tests.support.tcp_proxy import TcpProxy
 
 RETRY_DELAYS_S = [1, 2]
@@ -35,8 +36,16 @@ def db_proxy() -> Iterator[TcpProxy]:
 
 @pytest.fixture(scope="session")
 def stack(db_proxy: TcpProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    migrate_all(TEST_DATABASE_URL)
-    proxied = make_url(TEST_DATABASE_URL).set(host="127.0.0.1", port=db_proxy.port)
+    # A database of its own: any ingest relay publishes every unpublished outbox row of the
+    # database it serves, so stacks sharing one would take each other's conversations.
+    with own_database("e2e") as database_url:
+        yield from _run_stack(database_url, db_proxy, tmp_path_factory)
+
+
+def _run_stack(
+    database_url: str, db_proxy: TcpProxy, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    proxied = make_url(database_url).set(host="127.0.0.1", port=db_proxy.port)
     namespace = new_namespace()
     log_dir = tmp_path_factory.mktemp("e2e-logs")
     built = build_stack(

@@ -18,10 +18,11 @@ from spring.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from tests.support.auth import ROBOT_SCOPES, TEST_JWT_SECRET, bearer
 from tests.support.broker import delete_namespace
 from tests.support.conversations import conversation, wait_terminal
-from tests.support.env import AMQP_URL, TEST_DATABASE_URL, new_id, new_namespace
+from tests.support.env import AMQP_URL, new_id, new_namespace
 from tests.support.fake_groq import HANG, FakeGroq
 from tests.support.fake_mem0 import FakeMem0
-from tests.support.stack import Stack, build_stack, migrate_all
+from tests.support.own_db import own_database
+from tests.support.stack import Stack, build_stack
 
 pytestmark = pytest.mark.e2e
 E = ingest_pb2
@@ -41,12 +42,19 @@ def fakes() -> Iterator[tuple[FakeGroq, FakeMem0]]:
 def provider_stack(
     fakes: tuple[FakeGroq, FakeMem0], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
+    # A database of its own, so no other stack's relay takes this stack's conversations.
+    with own_database("e2e_providers") as database_url:
+        yield from _run_provider_stack(fakes, database_url, tmp_path_factory)
+
+
+def _run_provider_stack(
+    fakes: tuple[FakeGroq, FakeMem0], database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     groq, mem0 = fakes
-    migrate_all(TEST_DATABASE_URL)
     namespace = new_namespace()
     log_dir = tmp_path_factory.mktemp("e2e-provider-logs")
     built = build_stack(
-        database_url=TEST_DATABASE_URL,
+        database_url=database_url,
         amqp_url=AMQP_URL,
         namespace=namespace,
         jwt_secret=TEST_JWT_SECRET,

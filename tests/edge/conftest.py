@@ -27,8 +27,9 @@ from springctl.devrun import REPO, WEB_DIST, EdgeConfig, envoy_command, render_e
 from springctl.devrun import serve_page as devrun_serve_page
 from tests.support.auth import TEST_JWT_SECRET
 from tests.support.broker import delete_namespace
-from tests.support.env import AMQP_URL, TEST_DATABASE_URL, free_port, new_namespace
-from tests.support.stack import Stack, build_stack, migrate_all
+from tests.support.env import AMQP_URL, free_port, new_namespace
+from tests.support.own_db import own_database
+from tests.support.stack import Stack, build_stack
 
 RETRY_DELAYS_S = [1, 2]
 WEB = REPO / "web"
@@ -90,11 +91,16 @@ def stop_edge(edge: Edge) -> None:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    migrate_all(TEST_DATABASE_URL)
+    # A database of its own, so no other stack's relay takes this stack's conversations.
+    with own_database("edge") as database_url:
+        yield from _run_stack(database_url, tmp_path_factory)
+
+
+def _run_stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     namespace = new_namespace()
     log_dir = tmp_path_factory.mktemp("edge-logs")
     built = build_stack(
-        database_url=TEST_DATABASE_URL,
+        database_url=database_url,
         amqp_url=AMQP_URL,
         namespace=namespace,
         jwt_secret=TEST_JWT_SECRET,
