@@ -155,6 +155,24 @@ reprocess: install
 token: install
 	@$(BIN)/springctl token
 
+# --- privacy and rules (issue 8) ---------------------------------------------
+.PHONY: erase-user retention rules
+# `make erase-user USER=u-123`: ingest, then analyzer (and Mem0), then friendship; prints
+# what each removed; safe to run twice. Targets: INGEST_GRPC_TARGET, ANALYZER_GRPC_TARGET,
+# FRIENDSHIP_GRPC_TARGET; token from AUTH_JWT_SECRET or the dev secret.
+# Only USER given on the command line counts (the shell's $$USER never does).
+ERASE_USER = $(if $(filter command line,$(origin USER)),$(USER),$(USER_ID))
+erase-user: install
+	@test -n "$(ERASE_USER)" || { echo "usage: make erase-user USER=<user id>"; exit 2; }
+	@$(BIN)/springctl erase-user "$(ERASE_USER)"
+# Drops raw logs older than RETENTION_RAW_LOG_DAYS (default 30); DATABASE_URL only.
+retention: install
+	@$(BIN)/ingest-retention
+# `make rules` (show), `make rules ARGS="dry-run rules.json"`, `make rules ARGS="apply
+# rules.json --mode recompute"`: friendship-admin (springctl rules ... is the same).
+rules: install
+	@$(BIN)/springctl rules $(or $(ARGS),show)
+
 clean:
 	rm -rf $(VENV) .venv-deploy $(GEN) $(GEN).tmp .pytest_cache .mypy_cache .ruff_cache
 	rm -rf web/node_modules web/gen web/gen.tmp web/dist

@@ -278,7 +278,40 @@ def test_every_deployment_is_operable(overlay: str) -> None:
         assert binding["roleRef"]["name"] == f"restart-{name}", where
         subjects = [(s["kind"], s["name"]) for s in binding["subjects"]]
         assert subjects == [("ServiceAccount", job_pod["serviceAccountName"])], where
-    assert set(cronjobs) == {f"restart-{n}" for n in deployments}
+    restarters = {name for name in cronjobs if name.startswith("restart-")}
+    assert restarters == {f"restart-{n}" for n in deployments}
+    assert set(cronjobs) - restarters == {"ingest-retention"}
+
+
+def test_the_retention_job_drops_raw_logs_with_the_database_only(overlay: str) -> None:
+    _, docs = rendered(overlay)
+    cj = of_kind(docs, "CronJob")["ingest-retention"]
+    assert cj["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (job,) = pod["containers"]
+    ingest = of_kind(docs, "Deployment")["ingest"]["spec"]["template"]["spec"]["containers"][0]
+    assert job["command"] == ["ingest-retention"] and job["image"] == ingest["image"]
+    assert job["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"cpu", "memory"} <= set(job["resources"]["limits"])
+    cms = config_maps(docs)
+    cfg = service_config(docs, "ingest")
+    assert float(cfg["RETENTION_RAW_LOG_DAYS"]) > 0
+    for env in job["env"]:
+        ref = env["valueFrom"]
+        if "configMapKeyRef" in ref:
+            assert ref["configMapKeyRef"]["key"] in cms[ref["configMapKeyRef"]["name"]], env
+        else:
+            assert ref["secretKeyRef"] == {"name": "ingest-database", "key": "DATABASE_URL"}
+    policies = [
+        p for p in of_kind(docs, "NetworkPolicy").values()
+        if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+        == "ingest-retention"
+    ]
+    assert [rule["ports"] for p in policies for rule in p["spec"]["egress"]] == [
+        [{"protocol": "TCP", "port": 5432}]
+    ]
 
 
 def test_every_referenced_config_key_and_secret_exists(overlay: str) -> None:
@@ -395,12 +428,16 @@ def test_network_policies(overlay: str) -> None:
         assert scraper["namespaceSelector"]["matchLabels"] == {
             "kubernetes.io/metadata.name": "monitoring"
         }
-    # Only the three services may open PostgreSQL (5432) or RabbitMQ (5672).
+    # Only the three services (and ingest's retention job, PostgreSQL only) may open
+    # PostgreSQL (5432) or RabbitMQ (5672).
     for pol in policies:
         for rule in pol["spec"].get("egress", []):
             data_ports = {p["port"] for p in rule.get("ports", [])} & {5432, 5672}
             if data_ports:
                 app = pol["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+                if app == "ingest-retention":
+                    assert data_ports == {5432}
+                    continue
                 assert app in PYTHON_SERVICES, (pol["metadata"]["name"], data_ports)
                 assert app != "friendship" or data_ports == {5432}
 

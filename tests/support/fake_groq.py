@@ -136,6 +136,9 @@ class ScriptedHttpServer:
             def do_POST(self) -> None:
                 fake._handle(self)
 
+            def do_DELETE(self) -> None:
+                fake._handle(self)
+
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         self._server = server

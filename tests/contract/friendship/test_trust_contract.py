@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from servicekit.erasure import erasure_hash
 from spring.friendship.v1 import friendship_internal_pb2, friendship_pb2
 from spring.ingest.v1 import ingest_pb2
 from tests.contract.friendship.test_friendship_contract import (
@@ -159,3 +160,50 @@ async def test_delete_user_data_is_internal_and_validated(channel: grpc.aio.Chan
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(field_violations(caught.value)) == {"user_id"}
+
+
+async def test_erased_conversations_in_flight_are_refused_after_erasure(
+    channel: grpc.aio.Channel,
+) -> None:
+    stub = internal(channel)
+    user = new_id("user")
+    applied = apply_request(user, turns=4)
+    in_flight = apply_request(user, turns=6)
+    await stub.ApplyConversation(applied, metadata=INTERNAL)
+    hashes = [erasure_hash(applied.conversation_id), erasure_hash(in_flight.conversation_id)]
+    request = friendship_internal_pb2.DeleteUserDataRequest(
+        user_id=user, erased_conversation_hashes=hashes
+    )
+    reply = await stub.DeleteUserData(request, metadata=INTERNAL)
+    assert reply.deleted["ledger"] == 1 and reply.deleted["friendship_status"] == 1
+    for late in (in_flight, applied):  # in flight, or redelivered after erasure
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ApplyConversation(late, metadata=INTERNAL)
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    again = await stub.DeleteUserData(request, metadata=INTERNAL)
+    assert set(again.deleted.values()) == {0}
+    level = await public(channel).GetLevel(F.GetLevelRequest(user_id=user), metadata=READER)
+    assert level.conversations == 0
+    # The user's later conversations are theirs to have: only erased ids are refused.
+    later = await stub.ApplyConversation(apply_request(user, turns=2), metadata=INTERNAL)
+    assert later.applied
+
+
+async def test_erasure_of_a_user_never_seen_reports_zeros(channel: grpc.aio.Channel) -> None:
+    reply = await internal(channel).DeleteUserData(
+        friendship_internal_pb2.DeleteUserDataRequest(user_id=new_id("nobody")),
+        metadata=INTERNAL,
+    )
+    assert set(reply.deleted.values()) == {0} and len(reply.deleted) == 5
+
+
+async def test_erasure_hashes_are_validated(channel: grpc.aio.Channel) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await internal(channel).DeleteUserData(
+            friendship_internal_pb2.DeleteUserDataRequest(
+                user_id="u1", erased_conversation_hashes=["a" * 64, "not-a-hash"]
+            ),
+            metadata=INTERNAL,
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(caught.value)) == {"erased_conversation_hashes[1]"}

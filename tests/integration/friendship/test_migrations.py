@@ -31,9 +31,9 @@ def test_migrate_empty_database_then_again(fresh_database_url: str) -> None:
     tables, versions, indexes, public_tables = snapshot(fresh_database_url)
     assert tables == {
         "friendship_status", "topic_metrics", "ledger", "alembic_version",
-        "rule_sets", "rule_jobs", "rule_results", "outbox",
+        "rule_sets", "rule_jobs", "rule_results", "outbox", "erased_conversations",
     }
-    assert versions == ["0002"]
+    assert versions == ["0003"]
     assert {"ix_ledger_user_id_applied_at", "ix_ledger_user_history"} <= indexes
     assert public_tables == set()  # nothing outside the service's schema
 

@@ -13,14 +13,14 @@ def test_migrations_build_the_schema_on_an_empty_database(fresh_db_url: str) -> 
     try:
         inspector = sa.inspect(engine)
         assert set(inspector.get_table_names(schema="ingest")) == {
-            "conversations", "outbox", "alembic_version",
+            "conversations", "outbox", "alembic_version", "erased_conversations",
         }
         conversation_columns = {c["name"] for c in inspector.get_columns("conversations", "ingest")}
         assert conversation_columns == {
             "conversation_id", "user_id", "bot_id", "bot_type", "agent_tag", "raw_log",
             "normalized_log", "user_initiated_questions", "session_emotion", "started_at",
             "ended_at", "content_hash", "status", "attempts", "last_error", "score_change",
-            "analysis", "lease_expires_at", "accepted_at", "updated_at",
+            "analysis", "lease_expires_at", "accepted_at", "updated_at", "raw_log_dropped_at",
         }
         assert inspector.get_pk_constraint("conversations", "ingest")["constrained_columns"] == [
             "conversation_id"
@@ -43,7 +43,7 @@ def test_migrations_build_the_schema_on_an_empty_database(fresh_db_url: str) -> 
             assert "WHERE (published_at IS NULL)" in index_def
             assert conn.execute(
                 sa.text("SELECT version_num FROM ingest.alembic_version")
-            ).scalar_one() == "0002"
+            ).scalar_one() == "0003"
             assert conn.execute(
                 sa.text("SELECT data_type FROM information_schema.columns WHERE "
                         "table_schema = 'ingest' AND table_name = 'conversations' "

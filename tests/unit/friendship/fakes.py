@@ -16,6 +16,7 @@ from friendship.domain.history import HistoryCursor
 from friendship.domain.replay import UserChange, ledger_order
 from friendship.domain.rules import RuleJob, RuleMode, RuleSet, StoredRuleSet
 from friendship.domain.topics import TopicState
+from servicekit.erasure import erasure_hash
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Tables:
     jobs: dict[str, RuleJob] = field(default_factory=dict)
     results: dict[tuple[str, str], UserChange] = field(default_factory=dict)
     outbox: list[LevelChanged] = field(default_factory=list)
+    erased: frozenset[str] = frozenset()  # erasure tombstones (sha256 of conversation ids)
 
 
 class FakeRepository:
@@ -135,6 +137,12 @@ class FakeRepository:
 
     def add_event(self, event: LevelChanged) -> None:
         self.t.outbox.append(event)
+
+    def add_tombstones(self, conversation_hashes: Sequence[str]) -> None:
+        self.t.erased = self.t.erased | set(conversation_hashes)
+
+    def is_erased(self, conversation_id: str) -> bool:
+        return erasure_hash(conversation_id) in self.t.erased
 
     def delete_user(self, user_id: str) -> dict[str, int]:
         counts = {

@@ -17,8 +17,10 @@ from analyzer.domain.model import Conversation, is_skipped
 from analyzer.domain.ports import (
     AnalysisStore,
     ConversationAnalysis,
+    ErasureStore,
     FriendshipPort,
     IngestPort,
+    MemoryApiEraser,
     Redelivery,
 )
 
@@ -152,3 +154,22 @@ async def _record_failure(
             "could not record the failure on ingest",
             extra={"reason": failure_reason(exc), "dead_lettered": dead_lettered},
         )
+
+
+async def erase_user_data(
+    store: ErasureStore,
+    memory_api: MemoryApiEraser | None,
+    user_id: str,
+    conversation_hashes: list[str],
+) -> dict[str, int]:
+    """Erasure (after ingest's): analyses, local memories, then the memory API's records.
+
+    The database first: from its commit on, a conversation still in flight stores nothing
+    (tombstones). The memory API last: a failure there (ProviderFailed) fails the call and
+    the operator runs the command again; every step is idempotent.
+    """
+    deleted = await store.erase_user(user_id, conversation_hashes)
+    if memory_api is not None:
+        await memory_api.delete_user(user_id)
+    deleted["memory_api"] = 1 if memory_api is not None else 0
+    return deleted

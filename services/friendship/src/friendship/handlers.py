@@ -34,7 +34,11 @@ from friendship.domain.replay import (
 )
 from friendship.domain.rules import RuleJob, RuleMode, RuleSet, StoredRuleSet
 from friendship.domain.topics import TopicState
-from friendship.domain.validation import InvalidRequest, validate_user_id
+from friendship.domain.validation import (
+    InvalidRequest,
+    validate_erasure_hashes,
+    validate_user_id,
+)
 
 
 class FriendshipRepository(Protocol):
@@ -125,6 +129,12 @@ class FriendshipRepository(Protocol):
         """Rows removed, by table."""
         ...
 
+    def add_tombstones(self, conversation_hashes: Sequence[str]) -> None:
+        """Erased conversations (sha256 hex of their ids); existing ones are kept."""
+        ...
+
+    def is_erased(self, conversation_id: str) -> bool: ...
+
 
 class UnitOfWork(Protocol):
     """One transaction; rolled back on exit unless commit() was called."""
@@ -176,6 +186,10 @@ class HistoryPage:
     user_id: str
     entries: list[LedgerEntry]
     next_page_token: str  # empty on the last page
+
+
+class ConversationErased(Exception):
+    """ApplyConversation of a conversation erased by DeleteUserData (it was in flight)."""
 
 
 class RuleConflict(Exception):
@@ -307,6 +321,10 @@ class FriendshipHandlers:
             stored = repo.find_ledger(command.conversation_id)
             if stored is not None:
                 return ApplyResult.from_ledger(stored, applied=False)
+            # Checked under the user's lock, which erasure takes too: either this apply
+            # commits first and erasure removes it, or erasure does and this sees its tombstone.
+            if repo.is_erased(command.conversation_id):
+                raise ConversationErased()
             active = self._active(repo)
             status = self._bring_to(repo, status, active, events)
             topic = None
@@ -413,15 +431,30 @@ class FriendshipHandlers:
             )
         return moved
 
-    def delete_user_data(self, user_id: str) -> dict[str, int]:
-        """Erasure: every friendship row holding the user's id, under the user's lock."""
-        violations = validate_user_id(user_id)
+    def delete_user_data(
+        self, user_id: str, erased_conversation_hashes: Sequence[str] = ()
+    ) -> dict[str, int]:
+        """Erasure: every friendship row holding the user's id, under the user's lock.
+
+        The tombstones (hashes of the user's conversation ids, from ingest's erasure) are
+        written in the same transaction: an ApplyConversation of one of them still in flight
+        is refused from then on. The user's row is created if missing only to hold the lock
+        (an apply of the user's very first conversation waits for us) and goes with the rest.
+        """
+        violations = validate_user_id(user_id) + validate_erasure_hashes(
+            erased_conversation_hashes
+        )
         if violations:
             raise InvalidRequest(violations)
         with self._uow_factory() as uow:
             repo = uow.friendship
-            repo.lock_existing_status(user_id)
+            created = repo.lock_existing_status(user_id) is None
+            if created:
+                repo.lock_status(user_id)
+            repo.add_tombstones(erased_conversation_hashes)
             counts = repo.delete_user(user_id)
+            if created:
+                counts["friendship_status"] = max(0, counts["friendship_status"] - 1)
             uow.commit()
         return counts
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from servicekit.settings import DEFAULT_AMQP_URL, BaseServiceSettings
+from servicekit.settings import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL, BaseServiceSettings
 
 
 class Settings(BaseServiceSettings):
@@ -25,3 +26,18 @@ class Settings(BaseServiceSettings):
     # conversation whose message was published but never claimed is enqueued again (0 = never).
     relay_sweep_interval_s: float = Field(default=30.0, gt=0)
     relay_sweep_pending_after_s: float = Field(default=3600.0, ge=0)
+
+
+class RetentionSettings(BaseSettings):
+    """`ingest-retention`: the database only (no auth, no broker)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    db_connect_timeout_s: int = Field(default=2, ge=1)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=100)
+    log_level: str = "INFO"
+    # Raw logs of conversations accepted longer ago than this are dropped (normalized kept).
+    retention_raw_log_days: float = Field(default=30.0, gt=0)
+    # Conversations per transaction.
+    retention_batch_size: int = Field(default=500, ge=1, le=10_000)

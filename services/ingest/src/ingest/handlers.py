@@ -27,6 +27,7 @@ from ingest.domain.status import (
     requeue_action,
 )
 from ingest.domain.validation import Violation, id_violation, validate_conversation
+from servicekit.erasure import erasure_hash
 
 MAX_ERROR_CHARS = 200
 DEFAULT_LEASE_S = 300
@@ -89,6 +90,12 @@ class RequeueResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ErasureResult:
+    deleted: dict[str, int]  # rows removed, by table
+    erased_conversation_hashes: list[str]  # every erased conversation of the user, ever
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimResult:
     claimed: bool
     status: Status
@@ -109,12 +116,34 @@ class ConversationRepository(Protocol):
 
     def get_normalized(self, conversation_id: str) -> NormalizedConversation: ...
 
+    # --- erasure and retention ---
+    def delete_of_user(self, user_id: str) -> list[str]:
+        """Deletes every conversation of the user (locking each row); returns their ids."""
+        ...
+
+    def add_tombstones(self, user_hash: str, conversation_hashes: list[str], now: datetime) -> None:
+        """Records erased conversations (hashes only); existing ones are kept."""
+        ...
+
+    def tombstones_of(self, user_hash: str) -> list[str]:
+        """Hashes of every erased conversation of this user, sorted."""
+        ...
+
+    def drop_raw_logs(self, accepted_before: datetime, limit: int, now: datetime) -> int:
+        """Sets raw_log to NULL on at most `limit` conversations accepted before the cutoff
+        that still have one (rows locked by others are skipped); returns how many."""
+        ...
+
 
 class OutboxRepository(Protocol):
     def add(self, conversation_id: str, created_at: datetime) -> None: ...
 
     def has_unpublished(self, conversation_id: str) -> bool:
         """True while an outbox row of this conversation waits to be published."""
+
+    def delete_of(self, conversation_ids: list[str]) -> int:
+        """Deletes the outbox rows (published or not) of these conversations."""
+        ...
 
 
 class UnitOfWork(Protocol):
@@ -318,3 +347,62 @@ def requeue_conversation(
         uow.outbox.add(conversation_id, now)
         uow.commit()
     return RequeueResult(True, state.status, new_state.status, new_state.attempts, detail)
+
+
+def delete_user_data(
+    uow_factory: UnitOfWorkFactory, user_id: str, *, now: datetime
+) -> ErasureResult:
+    """Erasure: every conversation of the user and its outbox rows, in one transaction.
+
+    Each conversation row is locked before it goes: a claim, completion or failure of it
+    running at that moment finishes first; afterwards they find nothing (NOT_FOUND) and the
+    analyzer's message ends dead-lettered, holding only the id. A tombstone per conversation
+    (hashes only) lets the analyzer and friendship refuse what is still in flight. A repeat
+    deletes nothing and reports zeros, with the same hashes.
+    """
+    violation = id_violation("user_id", user_id)
+    if violation:
+        raise InvalidRequest([violation])
+    user_hash = erasure_hash(user_id)
+    with uow_factory() as uow:
+        conversation_ids = uow.conversations.delete_of_user(user_id)
+        outbox_rows = uow.outbox.delete_of(conversation_ids)
+        uow.conversations.add_tombstones(
+            user_hash, [erasure_hash(c) for c in conversation_ids], now
+        )
+        hashes = uow.conversations.tombstones_of(user_hash)
+        uow.commit()
+    return ErasureResult(
+        deleted={"conversations": len(conversation_ids), "outbox": outbox_rows},
+        erased_conversation_hashes=hashes,
+    )
+
+
+def drop_raw_logs(
+    uow_factory: UnitOfWorkFactory,
+    *,
+    older_than: timedelta,
+    batch_size: int,
+    now: datetime,
+    max_batches: int | None = None,
+) -> int:
+    """Retention: drops the raw log of conversations accepted more than `older_than` ago.
+
+    The normalized log (the analysis input a re-process needs), the status, the analysis
+    and the content hash (duplicate detection) stay. One short transaction per batch, so
+    the job never holds many rows; running it again finds nothing left to drop.
+    """
+    if batch_size < 1:
+        raise InvalidRequest([("batch_size", "must be at least 1")])
+    cutoff = now - older_than
+    total = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        with uow_factory() as uow:
+            dropped = uow.conversations.drop_raw_logs(cutoff, batch_size, now)
+            uow.commit()
+        total += dropped
+        batches += 1
+        if dropped < batch_size:
+            break
+    return total

@@ -23,6 +23,7 @@ INGEST_TARGET = os.environ.get("INGEST_GRPC_TARGET", "127.0.0.1:50051")
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 AMQP_NAMESPACE = os.environ.get("AMQP_NAMESPACE", "spring")
 FRIENDSHIP_TARGET = os.environ.get("FRIENDSHIP_GRPC_TARGET", "127.0.0.1:50053")
+ANALYZER_TARGET = os.environ.get("ANALYZER_GRPC_TARGET", "127.0.0.1:50052")
 ALL_PUBLIC_SCOPES = ["ingest:write", "ingest:read", "friendship:read"]
 
 DEMO_LOG = [
@@ -172,6 +173,38 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     return 1 if any(o.action == "error" for o in outcomes) else 0
 
 
+def cmd_erase_user(args: argparse.Namespace) -> int:
+    from springctl.erasure import StepFailed, Targets, as_json, erase_user
+
+    token = args.token or os.environ.get("SPRING_TOKEN") or mint_token(
+        resolve_secret(), "springctl-operator", ["internal"], ttl_s=600
+    )
+    targets = Targets(
+        ingest=args.ingest, analyzer=args.analyzer, friendship=args.friendship, token=token
+    )
+    try:
+        report = erase_user(targets, args.user_id)
+    except StepFailed as exc:
+        _out(as_json({**exc.report, "failed": str(exc)}))
+        _out("error: erasure stopped; it is safe to run the same command again")
+        return 1
+    _out(as_json(report))
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    """Delegates to friendship-admin (same venv / image), which needs only DATABASE_URL."""
+    import shutil
+    import subprocess
+
+    beside = Path(sys.executable).with_name("friendship-admin")
+    admin = str(beside) if beside.exists() else shutil.which("friendship-admin")
+    if admin is None:
+        _out("error: friendship-admin not found (install services/friendship)")
+        return 2
+    return subprocess.call([admin, "rules", *args.rest])
+
+
 def cmd_dev_run(_args: argparse.Namespace) -> int:
     from springctl.devrun import run
 
@@ -233,6 +266,24 @@ def build_parser() -> argparse.ArgumentParser:
                                       "reset; PROCESSED ones are left as they are)")  # fmt: skip
     reprocess.add_argument("ids", nargs="+", help="conversation ids")
     reprocess.set_defaults(func=cmd_reprocess)
+
+    erase = sub.add_parser(
+        "erase-user",
+        help="erase a user's data: ingest, then analyzer (and Mem0), then friendship; "
+        "idempotent, safe to run twice",
+    )
+    erase.add_argument("user_id")
+    erase.add_argument("--analyzer", default=ANALYZER_TARGET,
+                       help="analyzer gRPC target (default $ANALYZER_GRPC_TARGET)")  # fmt: skip
+    erase.set_defaults(func=cmd_erase_user)
+
+    rules = sub.add_parser(
+        "rules",
+        help="score rule sets (friendship-admin rules show | dry-run FILE | apply FILE --mode)",
+        add_help=False,
+    )
+    rules.add_argument("rest", nargs=argparse.REMAINDER)
+    rules.set_defaults(func=cmd_rules)
 
     dev = sub.add_parser("dev-run", help="run the three services in the foreground (make run)")
     dev.set_defaults(func=cmd_dev_run)

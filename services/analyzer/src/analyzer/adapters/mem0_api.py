@@ -38,6 +38,9 @@ from analyzer.domain.model import Conversation, Turn
 log = logging.getLogger(__name__)
 
 ADD_PATH = "/v3/memories/add/"
+# Delete-all with a filter (the mem0ai client's MemoryClient.delete_all(user_id=...)):
+# DELETE /v1/memories/?user_id=... answers {"message": "Memories deleted successfully!"}.
+DELETE_ALL_PATH = "/v1/memories/"
 EVENT_PATH = "/v1/event/{event_id}/"
 _WAITING = frozenset({"PENDING", "RUNNING"})
 MAX_ATTEMPTS_PER_REQUEST = 3
@@ -105,6 +108,35 @@ class Mem0Memories:
                 raise ProviderFailed(INVALID)
             return await self._poll(event_id, deadline)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def delete_user(self, user_id: str) -> None:
+        """Erasure: every memory of the user in Mem0. No breaker (an operator asks for it
+        explicitly and must hear a failure); retried on refused connections, 429 and 5xx."""
+        loop = asyncio.get_running_loop()
+        outcome = UNAVAILABLE
+        for attempt in range(MAX_ATTEMPTS_PER_REQUEST):
+            started = loop.time()
+            headers: httpx.Headers | None = None
+            try:
+                response = await self._http.request(
+                    "DELETE", DELETE_ALL_PATH, params={"user_id": user_id}
+                )
+                headers = response.headers
+                outcome = _status_outcome(response.status_code)
+            except httpx.TimeoutException:
+                outcome = TIMEOUT
+            except httpx.HTTPError:
+                outcome = UNAVAILABLE
+            finally:
+                record_request(MEM0, outcome, loop.time() - started)
+            if outcome == OK:
+                return
+            if outcome not in RETRYABLE or attempt + 1 >= MAX_ATTEMPTS_PER_REQUEST:
+                break
+            delay = retry_after_s(headers)
+            await asyncio.sleep(min(backoff_s(attempt) if delay is None else delay, 5.0))
+        log.warning("memory api delete failed", extra={"provider": MEM0, "outcome": outcome})
+        raise ProviderFailed(outcome)
 
     async def _poll(self, event_id: str, deadline: float) -> int:
         delay = self._poll_initial_s

@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from analyzer.adapters.tables import analyses, memories
-from analyzer.domain.errors import DependencyFailed
+from analyzer.adapters.tables import analyses, erased_conversations, memories
+from analyzer.domain.errors import ConversationErased, DependencyFailed
 from analyzer.domain.model import Analysis, AnalysisSource, Emotion, Fact
 from servicekit.db import BlockingRunner, DatabaseUnavailable
+from servicekit.erasure import erasure_hash
 
 T = TypeVar("T")
 
@@ -40,6 +41,21 @@ _ANALYSIS_COLUMNS = (
 )
 
 
+def _refuse_erased(conn: Connection, conversation_id: str) -> None:
+    """Raises ConversationErased when DeleteUserData erased this conversation.
+
+    Writers call it after their INSERT: the insert's lock on the table waits for a running
+    erasure (which locks the tables first), and this statement then sees its tombstone.
+    """
+    erased = conn.execute(
+        sa.select(erased_conversations.c.conversation_hash).where(
+            erased_conversations.c.conversation_hash == erasure_hash(conversation_id)
+        )
+    ).first()
+    if erased is not None:
+        raise ConversationErased()
+
+
 class SqlAlchemyAnalyzerRepository:
     def __init__(self, engine: Engine, run: BlockingRunner) -> None:
         self._engine = engine
@@ -58,6 +74,7 @@ class SqlAlchemyAnalyzerRepository:
     # -- AnalysisStore -----------------------------------------------------------
     async def get(self, conversation_id: str) -> Analysis | None:
         def work(conn: Connection) -> Analysis | None:
+            _refuse_erased(conn, conversation_id)
             row = conn.execute(
                 sa.select(*_ANALYSIS_COLUMNS).where(analyses.c.conversation_id == conversation_id)
             ).mappings().one_or_none()
@@ -79,6 +96,7 @@ class SqlAlchemyAnalyzerRepository:
                 )
                 .on_conflict_do_nothing(index_elements=[analyses.c.conversation_id])
             )
+            _refuse_erased(conn, conversation_id)
             row = conn.execute(
                 sa.select(*_ANALYSIS_COLUMNS).where(analyses.c.conversation_id == conversation_id)
             ).mappings().one()
@@ -113,6 +131,7 @@ class SqlAlchemyAnalyzerRepository:
                 .on_conflict_do_nothing(index_elements=[memories.c.user_id, memories.c.fact_hash])
                 .returning(memories.c.fact_hash)
             ).all()
+            _refuse_erased(conn, conversation_id)
             count = conn.execute(
                 sa.select(sa.func.count())
                 .select_from(memories)
@@ -123,6 +142,39 @@ class SqlAlchemyAnalyzerRepository:
                 )
             ).scalar_one()
             return int(count)
+
+        return await self._transaction(work)
+
+    # -- ErasureStore ------------------------------------------------------------
+    async def erase_user(self, user_id: str, conversation_hashes: Sequence[str]) -> dict[str, int]:
+        hashes = sorted(set(conversation_hashes))
+
+        def work(conn: Connection) -> dict[str, int]:
+            # Writers (save_first, remember) wait until this commits, then see the tombstones.
+            conn.execute(
+                sa.text(
+                    "LOCK TABLE analyzer.analyses, analyzer.memories IN SHARE ROW EXCLUSIVE MODE"
+                )
+            )
+            deleted_analyses = 0
+            if hashes:
+                conn.execute(
+                    insert(erased_conversations)
+                    .values([{"conversation_hash": h} for h in hashes])
+                    .on_conflict_do_nothing(
+                        index_elements=[erased_conversations.c.conversation_hash]
+                    )
+                )
+                hash_of_id = sa.func.encode(
+                    sa.func.sha256(sa.func.convert_to(analyses.c.conversation_id, "UTF8")), "hex"
+                )
+                deleted_analyses = conn.execute(
+                    sa.delete(analyses).where(hash_of_id.in_(hashes))
+                ).rowcount
+            deleted_memories = conn.execute(
+                sa.delete(memories).where(memories.c.user_id == user_id)
+            ).rowcount
+            return {"analyses": int(deleted_analyses), "memories": int(deleted_memories)}
 
         return await self._transaction(work)
 

@@ -32,3 +32,13 @@ memories = sa.Table(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
 )
+
+# Erasure tombstones (0002): sha256 hex of erased conversation ids, nothing else.
+erased_conversations = sa.Table(
+    "erased_conversations",
+    metadata,
+    sa.Column("conversation_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "erased_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)

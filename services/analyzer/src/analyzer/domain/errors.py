@@ -25,3 +25,14 @@ class ProviderFailed(Exception):
     def __init__(self, outcome: str) -> None:
         super().__init__(outcome)
         self.outcome = outcome
+
+
+class ConversationErased(DependencyFailed):
+    """The conversation was erased (DeleteUserData) while in flight: nothing is stored for it.
+
+    A DependencyFailed: the message goes the failure way; ingest no longer knows the id, so
+    the next claim is NOT_FOUND and the message ends dead-lettered, holding only the id.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("conversation erased")

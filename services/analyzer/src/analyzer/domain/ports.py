@@ -83,3 +83,16 @@ class Redelivery(Protocol):
     async def retry_later(self, delay_s: int, attempts: int, reason: str) -> None: ...
 
     async def dead_letter(self, reason: str, attempts: int) -> None: ...
+
+
+class ErasureStore(Protocol):
+    async def erase_user(self, user_id: str, conversation_hashes: Sequence[str]) -> dict[str, int]:
+        """Tombstones for the hashes, then the analyses of those conversations and the
+        user's memories deleted, in one transaction; rows removed, by table."""
+        ...
+
+
+class MemoryApiEraser(Protocol):
+    async def delete_user(self, user_id: str) -> None:
+        """Deletes every record of the user in the memory API; raises ProviderFailed."""
+        ...

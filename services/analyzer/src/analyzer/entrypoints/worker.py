@@ -17,6 +17,7 @@ from analyzer.analysis import ConversationAnalyzer
 from analyzer.bootstrap import Deps, StartupError, build
 from analyzer.config import Settings
 from analyzer.domain.errors import DependencyFailed
+from analyzer.domain.ports import ErasureStore, MemoryApiEraser
 from analyzer.entrypoints.consumer import Consumer
 from analyzer.entrypoints.recycling import (
     RECYCLE_EXIT_CODE,
@@ -50,7 +51,12 @@ class RunningWorker:
         await self.deps.close()
 
 
-def create_grpc_server(settings: Settings, analyzer: ConversationAnalyzer) -> GrpcServer:
+def create_grpc_server(
+    settings: Settings,
+    analyzer: ConversationAnalyzer,
+    erasure: ErasureStore | None = None,
+    memory_api: MemoryApiEraser | None = None,
+) -> GrpcServer:
     """Health, reflection, auth, metrics and AnalyzerService; not started."""
     server = GrpcServer(
         service_names=[SERVICE_NAME],
@@ -61,7 +67,7 @@ def create_grpc_server(settings: Settings, analyzer: ConversationAnalyzer) -> Gr
         max_message_bytes=settings.max_message_bytes,
     )
     analyzer_pb2_grpc.add_AnalyzerServiceServicer_to_server(
-        AnalyzerServicer(analyzer), server.server
+        AnalyzerServicer(analyzer, erasure, memory_api), server.server
     )
     return server
 
@@ -75,7 +81,7 @@ async def start_worker(settings: Settings) -> RunningWorker:
         await deps.close()
         raise StartupError("database unreachable (SELECT 1 failed)") from exc
 
-    server = create_grpc_server(settings, deps.analyzer)
+    server = create_grpc_server(settings, deps.analyzer, deps.repository, deps.memory_api)
     try:
         port = await server.start(f"{settings.grpc_host}:{settings.grpc_port}")
     except RuntimeError as exc:

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Engine, RootTransaction
 
 from friendship.adapters.events import level_changed_message
 from friendship.adapters.tables import (
+    erased_conversations,
     friendship_status,
     ledger,
     outbox,
@@ -28,6 +29,7 @@ from friendship.domain.replay import UserChange, ledger_order
 from friendship.domain.rules import RuleJob, RuleMode, RuleSet, StoredRuleSet, parse_rule_set
 from friendship.domain.scoring import AnalysisInput, Emotion, ScoreBreakdown
 from friendship.domain.topics import TopicState
+from servicekit.erasure import erasure_hash
 
 # Serializes rule set changes (seed at start-up, activation by the operator command).
 _RULE_SETS_LOCK_KEY = 0x46524E44_52554C45 & 0x7FFFFFFFFFFFFFFF  # "FRND" "RULE"
@@ -443,6 +445,23 @@ class SqlAlchemyFriendshipRepository:
                 created_at=event.occurred_at,
             )
         )
+
+    def add_tombstones(self, conversation_hashes: Sequence[str]) -> None:
+        if not conversation_hashes:
+            return
+        self._conn.execute(
+            pg_insert(erased_conversations)
+            .values([{"conversation_hash": h} for h in sorted(set(conversation_hashes))])
+            .on_conflict_do_nothing(index_elements=[erased_conversations.c.conversation_hash])
+        )
+
+    def is_erased(self, conversation_id: str) -> bool:
+        row = self._conn.execute(
+            sa.select(erased_conversations.c.conversation_hash).where(
+                erased_conversations.c.conversation_hash == erasure_hash(conversation_id)
+            )
+        ).first()
+        return row is not None
 
     def delete_user(self, user_id: str) -> dict[str, int]:
         counts: dict[str, int] = {}

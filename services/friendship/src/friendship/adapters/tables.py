@@ -134,3 +134,13 @@ outbox = sa.Table(
     sa.Index("ix_outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
     sa.Index("ix_outbox_user_id", "user_id"),
 )
+
+# Erasure tombstones (0003): sha256 hex of erased conversation ids, nothing else.
+erased_conversations = sa.Table(
+    "erased_conversations",
+    metadata,
+    sa.Column("conversation_hash", sa.Text, primary_key=True),
+    sa.Column(
+        "erased_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)

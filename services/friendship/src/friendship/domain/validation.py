@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from friendship.domain.friendship import ApplyCommand
@@ -92,3 +93,15 @@ def parse_apply(
             source=source,
         ),
     )
+
+
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+def validate_erasure_hashes(hashes: Sequence[str]) -> list[FieldViolation]:
+    """sha256 hex of conversation ids (DeleteUserData); at most 10 violations reported."""
+    return [
+        FieldViolation(f"erased_conversation_hashes[{i}]", "must be a sha256 in lower-case hex")
+        for i, value in enumerate(hashes)
+        if _HASH.fullmatch(value) is None
+    ][:10]

@@ -21,7 +21,7 @@ from friendship.domain.friendship import ApplyCommand, LedgerEntry
 from friendship.domain.history import parse_history_request
 from friendship.domain.topics import TopicState
 from friendship.domain.validation import InvalidRequest, parse_apply
-from friendship.handlers import ApplyResult, HistoryPage, LevelView
+from friendship.handlers import ApplyResult, ConversationErased, HistoryPage, LevelView
 from servicekit.auth import TokenVerifier
 from servicekit.db import DatabaseUnavailable
 from servicekit.errors import abort_invalid_argument
@@ -178,6 +178,9 @@ class _Calls:
             await abort_invalid_argument(
                 context, [(v.field, v.description) for v in exc.violations]
             )
+        except ConversationErased:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "conversation erased")
+            raise AssertionError("unreachable") from None
         except DatabaseUnavailable as exc:
             log.warning("database unavailable", extra={"error": str(exc)})
             await _unavailable(context)
@@ -246,7 +249,12 @@ class FriendshipInternalServicer(friendship_internal_pb2_grpc.FriendshipInternal
     async def DeleteUserData(
         self, request: friendship_internal_pb2.DeleteUserDataRequest, context: Context
     ) -> friendship_internal_pb2.DeleteUserDataResponse:
-        counts = await self._calls.run(context, self._handlers.delete_user_data, request.user_id)
+        counts = await self._calls.run(
+            context,
+            self._handlers.delete_user_data,
+            request.user_id,
+            list(request.erased_conversation_hashes),
+        )
         log.info(
             "user data deleted",
             extra={"user_id": request.user_id, "rows": sum(counts.values()), **{

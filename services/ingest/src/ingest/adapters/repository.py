@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
-from ingest.adapters.tables import conversations, outbox
+from ingest.adapters.tables import conversations, erased_conversations, outbox
 from ingest.domain.model import Analysis, Instant, Metadata, NormalizedConversation, Turn
 from ingest.domain.status import Status
 from ingest.handlers import ConversationState, NewConversation
@@ -179,6 +179,65 @@ class SqlAlchemyConversationRepository:
             metadata=Metadata(row["user_initiated_questions"], row["session_emotion"]),
         )
 
+    def delete_of_user(self, user_id: str) -> list[str]:
+        ids = [
+            row.conversation_id
+            for row in self._conn.execute(
+                sa.select(conversations.c.conversation_id)
+                .where(conversations.c.user_id == user_id)
+                .order_by(conversations.c.conversation_id)
+                .with_for_update()
+            )
+        ]
+        if ids:
+            self._conn.execute(
+                sa.delete(conversations).where(conversations.c.conversation_id.in_(ids))
+            )
+        return ids
+
+    def add_tombstones(self, user_hash: str, conversation_hashes: list[str], now: datetime) -> None:
+        if not conversation_hashes:
+            return
+        self._conn.execute(
+            pg_insert(erased_conversations)
+            .values(
+                [
+                    {"conversation_hash": h, "user_hash": user_hash, "erased_at": now}
+                    for h in conversation_hashes
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=[erased_conversations.c.conversation_hash])
+        )
+
+    def tombstones_of(self, user_hash: str) -> list[str]:
+        return [
+            row.conversation_hash
+            for row in self._conn.execute(
+                sa.select(erased_conversations.c.conversation_hash)
+                .where(erased_conversations.c.user_hash == user_hash)
+                .order_by(erased_conversations.c.conversation_hash)
+            )
+        ]
+
+    def drop_raw_logs(self, accepted_before: datetime, limit: int, now: datetime) -> int:
+        batch = (
+            sa.select(conversations.c.conversation_id)
+            .where(
+                conversations.c.raw_log.is_not(None),
+                conversations.c.accepted_at < accepted_before,
+            )
+            .order_by(conversations.c.accepted_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        result = self._conn.execute(
+            sa.update(conversations)
+            .where(conversations.c.conversation_id.in_(batch))
+            .values(raw_log=sa.null(), raw_log_dropped_at=now)
+        )
+        return int(result.rowcount)
+
 
 class SqlAlchemyOutboxRepository:
     def __init__(self, conn: Connection) -> None:
@@ -196,6 +255,15 @@ class SqlAlchemyOutboxRepository:
             .limit(1)
         ).first()
         return row is not None
+
+
+    def delete_of(self, conversation_ids: list[str]) -> int:
+        if not conversation_ids:
+            return 0
+        result = self._conn.execute(
+            sa.delete(outbox).where(outbox.c.conversation_id.in_(conversation_ids))
+        )
+        return int(result.rowcount)
 
 
 class SqlAlchemyUnitOfWork:

@@ -16,8 +16,9 @@ conversations = sa.Table(
     sa.Column("bot_id", sa.String(128), nullable=False),
     sa.Column("bot_type", sa.String(64), nullable=False, server_default=""),
     sa.Column("agent_tag", sa.String(128), nullable=False, server_default=""),
-    # The turns exactly as received; content untouched.
-    sa.Column("raw_log", JSONB, nullable=False),
+    # The turns exactly as received; content untouched. NULL once the retention job
+    # (ingest-retention) dropped it (0003); the normalized log stays.
+    sa.Column("raw_log", JSONB, nullable=True),
     sa.Column("normalized_log", JSONB, nullable=False),
     sa.Column("user_initiated_questions", sa.Integer, nullable=True),
     sa.Column("session_emotion", sa.Integer, nullable=False, server_default="0"),
@@ -32,6 +33,7 @@ conversations = sa.Table(
     sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("raw_log_dropped_at", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint(
         "status IN ('PENDING', 'PROCESSING', 'PROCESSED', 'SKIPPED', 'FAILED')",
         name="conversations_status_known",
@@ -46,6 +48,11 @@ conversations = sa.Table(
         "ix_conversations_pending_updated",
         "updated_at",
         postgresql_where=sa.text("status = 'PENDING'"),
+    ),
+    sa.Index(
+        "ix_conversations_raw_log_accepted",
+        "accepted_at",
+        postgresql_where=sa.text("raw_log IS NOT NULL"),
     ),
 )
 
@@ -67,4 +74,14 @@ outbox = sa.Table(
         "conversation_id",
         postgresql_where=sa.text("published_at IS NULL"),
     ),
+)
+
+# Erasure tombstones (0003): sha256 hex of the conversation id and of the user id only.
+erased_conversations = sa.Table(
+    "erased_conversations",
+    metadata,
+    sa.Column("conversation_hash", sa.String(64), primary_key=True),
+    sa.Column("user_hash", sa.String(64), nullable=False),
+    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_erased_conversations_user_hash", "user_hash"),
 )

@@ -35,6 +35,7 @@ SCOPES_BY_METHOD = {
     f"/{_INTERNAL}/CompleteConversation": INTERNAL_SCOPE,
     f"/{_INTERNAL}/FailConversation": INTERNAL_SCOPE,
     f"/{_INTERNAL}/RequeueConversation": INTERNAL_SCOPE,
+    f"/{_INTERNAL}/DeleteUserData": INTERNAL_SCOPE,
 }
 
 

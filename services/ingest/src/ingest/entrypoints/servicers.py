@@ -304,3 +304,21 @@ class IngestInternalServicer(_Base, ingest_internal_pb2_grpc.IngestInternalServi
             attempts=result.attempts,
             detail=result.detail,
         )
+
+    async def DeleteUserData(
+        self, request: ingest_internal_pb2.DeleteUserDataRequest, context: Context
+    ) -> ingest_internal_pb2.DeleteUserDataResponse:
+        result = await self._run(context, handlers.delete_user_data, request.user_id, now=_now())
+        log.info(
+            "user data deleted",
+            extra={
+                "user_id": request.user_id,
+                "erased_conversations": len(result.erased_conversation_hashes),
+                **{f"deleted_{table}": count for table, count in result.deleted.items()},
+            },
+        )
+        return ingest_internal_pb2.DeleteUserDataResponse(
+            user_id=request.user_id,
+            deleted=result.deleted,
+            erased_conversation_hashes=result.erased_conversation_hashes,
+        )
