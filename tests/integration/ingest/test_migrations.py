@@ -21,6 +21,7 @@ def test_migrations_build_the_schema_on_an_empty_database(fresh_db_url: str) -> 
             "normalized_log", "user_initiated_questions", "session_emotion", "started_at",
             "ended_at", "content_hash", "status", "attempts", "last_error", "score_change",
             "analysis", "lease_expires_at", "accepted_at", "updated_at", "raw_log_dropped_at",
+            "trace_id",
         }
         assert inspector.get_pk_constraint("conversations", "ingest")["constrained_columns"] == [
             "conversation_id"
@@ -43,7 +44,7 @@ def test_migrations_build_the_schema_on_an_empty_database(fresh_db_url: str) -> 
             assert "WHERE (published_at IS NULL)" in index_def
             assert conn.execute(
                 sa.text("SELECT version_num FROM ingest.alembic_version")
-            ).scalar_one() == "0003"
+            ).scalar_one() == "0004"
             assert conn.execute(
                 sa.text("SELECT data_type FROM information_schema.columns WHERE "
                         "table_schema = 'ingest' AND table_name = 'conversations' "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -150,7 +151,9 @@ async def test_relay_publishes_exactly_what_was_committed(
         )
         for message in messages:
             body = json.loads(message.body)
-            assert set(body) == {"conversation_id"}  # ids, never the log
+            # Ids, never the log: the conversation's and the trace id ingest gave it.
+            assert set(body) == {"conversation_id", "trace_id"}
+            assert re.fullmatch(r"[0-9a-f]{32}", body["trace_id"])
             assert message.message_id == body["conversation_id"]
             assert message.content_type == "application/json"
             assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
@@ -222,8 +225,8 @@ async def test_accepted_while_the_broker_is_unreachable_then_published(
     up = await serve(make_settings(database_url=migrated_db_url, amqp_namespace=namespace))
     try:
         messages = await consumer.take(1, timeout_s=10)
-        assert [json.loads(m.body) for m in messages] == [
-            {"conversation_id": request.conversation_id}
+        assert [json.loads(m.body)["conversation_id"] for m in messages] == [
+            request.conversation_id
         ]
         assert outbox_rows(migrated_db_url) == [(request.conversation_id, True)]
     finally:

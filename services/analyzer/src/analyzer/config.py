@@ -19,6 +19,9 @@ class Settings(BaseServiceSettings, MessagingSettings):
 
     # Messages handled at once (RabbitMQ prefetch); the DB pool must be at least this.
     analyzer_prefetch: int = Field(default=8, ge=1, le=200)
+    # How often the worker reads its work queue's depth (analyzer_queue_depth) by a passive
+    # declare on a channel of its own.
+    analyzer_queue_depth_interval_s: float = Field(default=5.0, gt=0)
     analyzer_max_attempts: int = Field(default=5, ge=1)
     analyzer_retry_delays_s: list[int] = Field(default_factory=lambda: [10, 60, 180, 600])
     analyzer_message_deadline_s: float = Field(default=300.0, gt=0)

@@ -56,6 +56,7 @@ class NewConversation:
     normalized: tuple[Turn, ...]
     content_hash: str
     accepted_at: datetime
+    trace_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +178,12 @@ def _require_id(conversation_id: str) -> None:
 
 
 def end_conversation(
-    uow_factory: UnitOfWorkFactory, request: ConversationInput, *, max_turns: int, now: datetime
+    uow_factory: UnitOfWorkFactory,
+    request: ConversationInput,
+    *,
+    max_turns: int,
+    now: datetime,
+    trace_id: str = "",
 ) -> EndResult:
     """Validate, normalize, then store the conversation and its outbox row atomically."""
     violations = validate_conversation(request, max_turns)
@@ -188,6 +194,7 @@ def end_conversation(
         normalized=normalize_turns(request.turns),
         content_hash=content_hash(request),
         accepted_at=now,
+        trace_id=trace_id,
     )
     with uow_factory() as uow:
         if uow.conversations.insert_if_absent(new):
@@ -246,8 +253,12 @@ def complete_conversation(
     analysis: Analysis | None,
     *,
     now: datetime,
+    on_processed: Callable[[timedelta], None] | None = None,
 ) -> Status:
-    """PROCESSED (with score change and analysis) or SKIPPED; a terminal state never moves."""
+    """PROCESSED (with score change and analysis) or SKIPPED; a terminal state never moves.
+
+    `on_processed` hears, once per conversation, the time from acceptance to PROCESSED.
+    """
     _require_id(conversation_id)
     if outcome not in COMPLETION_STATUSES:
         raise InvalidRequest([("status", "must be PROCESSED or SKIPPED")])
@@ -270,6 +281,8 @@ def complete_conversation(
             )
         )
         uow.commit()
+    if processed and on_processed is not None:
+        on_processed(now - state.accepted_at)
     return new_status
 
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -27,6 +31,73 @@ def sqlalchemy_url(url: str) -> URL:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg2")
     return parsed
+
+
+# Labelled by pool name (the engine's application_name: "ingest", "ingest-relay", ...).
+DB_POOL_IN_USE = Gauge("db_pool_in_use", "Connections checked out of the pool", ["pool"])
+DB_POOL_WAITS = Counter(
+    "db_pool_waits_total", "Checkouts that found every connection busy and waited", ["pool"]
+)
+DB_POOL_WAIT_SECONDS = Histogram(
+    "db_pool_wait_seconds",
+    "Time a checkout waited for a busy pool",
+    ["pool"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10),
+)
+DB_POOL_TIMEOUTS = Counter(
+    "db_pool_timeouts_total", "Checkouts that gave up after DB_POOL_TIMEOUT_S", ["pool"]
+)
+
+
+class MeteredQueuePool(QueuePool):
+    """A QueuePool that counts the checkouts which had to wait for a connection."""
+
+    pool_name = "db"
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        # Every connection out and no overflow left: this checkout queues (approximate
+        # under races, exact enough for a rate).
+        if self.checkedout() < self.size() + max(self._max_overflow, 0):
+            return super()._do_get()
+        DB_POOL_WAITS.labels(self.pool_name).inc()
+        started = time.perf_counter()
+        try:
+            return super()._do_get()
+        except sa_exc.TimeoutError:
+            DB_POOL_TIMEOUTS.labels(self.pool_name).inc()
+            raise
+        finally:
+            DB_POOL_WAIT_SECONDS.labels(self.pool_name).observe(time.perf_counter() - started)
+
+
+def _metered_pool_class(name: str) -> type[MeteredQueuePool]:
+    # A class per name: Engine.dispose() recreates the pool from its class.
+    return type("MeteredQueuePool", (MeteredQueuePool,), {"pool_name": name})
+
+
+_ENGINES_BY_POOL: dict[str, weakref.WeakSet[Engine]] = {}
+
+
+def _count_in_use(engine: Engine, name: str) -> None:
+    """db_pool_in_use{pool=name} reads the pools' own count at scrape time.
+
+    (Counting checkout/checkin events drifts: a checkout whose pre-ping fails is checked in
+    without a checkout event.) Engines of one name in one process add up.
+    """
+    engines = _ENGINES_BY_POOL.get(name)
+    if engines is None:
+        engines = _ENGINES_BY_POOL[name] = weakref.WeakSet()
+        live = engines
+        DB_POOL_IN_USE.labels(name).set_function(
+            lambda: sum(_checked_out(e) for e in list(live))
+        )
+        DB_POOL_WAITS.labels(name)  # exported at 0 from the start
+    engines.add(engine)
+
+
+def _checked_out(engine: Engine) -> int:
+    pool = engine.pool
+    return pool.checkedout() if isinstance(pool, QueuePool) else 0
 
 
 class DatabaseUnavailable(Exception):
@@ -48,8 +119,9 @@ def create_db_engine(
         f" -c lock_timeout={statement_timeout_ms}"
         f" -c idle_in_transaction_session_timeout={max(statement_timeout_ms * 4, 10000)}"
     )
-    return sa.create_engine(
+    engine = sa.create_engine(
         sqlalchemy_url(url),
+        poolclass=_metered_pool_class(application_name),
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=pool_timeout_s,
@@ -66,6 +138,8 @@ def create_db_engine(
             "keepalives_count": 3,
         },
     )
+    _count_in_use(engine, application_name)
+    return engine
 
 
 def ensure_database(url: str, connect_timeout_s: int = 5) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
@@ -48,7 +49,12 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 if context.code() not in (None, grpc.StatusCode.OK):
                     code = context.code().name
                 return response
+            except asyncio.CancelledError:
+                # The caller went away or its deadline passed: not a server error.
+                code = "CANCELLED"
+                raise
             except BaseException:
+                # An abort (auth rejections too) has set the code; anything else is UNKNOWN.
                 code = context.code().name if context.code() else "UNKNOWN"
                 raise
             finally:

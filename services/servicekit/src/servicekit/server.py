@@ -5,16 +5,49 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from servicekit.auth import AuthInterceptor, TokenVerifier
-from servicekit.metrics import MetricsInterceptor
+from servicekit.logging import trace_id_from_metadata, trace_id_var
+from servicekit.metrics import Handler, MetricsInterceptor
 
 log = logging.getLogger(__name__)
+
+
+class TraceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """A unary call's log lines carry the caller's trace id (x-trace-id, x-request-id,
+    traceparent)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming or handler.response_streaming:
+            return handler
+        trace_id = trace_id_from_metadata(handler_call_details.invocation_metadata)
+        if trace_id is None:
+            return handler
+        inner: Any = handler.unary_unary
+
+        async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            token = trace_id_var.set(trace_id)
+            try:
+                return await inner(request, context)
+            finally:
+                trace_id_var.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            traced,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
 
 class GrpcServer:
@@ -28,7 +61,11 @@ class GrpcServer:
     ) -> None:
         self._service_names = list(service_names)
         self.server = grpc.aio.server(
-            interceptors=[MetricsInterceptor(), AuthInterceptor(verifier, scopes_by_method)],
+            interceptors=[
+                MetricsInterceptor(),
+                TraceInterceptor(),
+                AuthInterceptor(verifier, scopes_by_method),
+            ],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),

@@ -1,9 +1,13 @@
 """`make run`: the three services, Envoy and the robot simulator page in the foreground.
 
-Ctrl-C stops them all gracefully. Envoy runs from `deploy/envoy/envoy.yaml`, the same file the
-Kubernetes ConfigMap is built from, rendered into `.dev/envoy.yaml` by `render_envoy_config`:
-only the lines marked `# local: ...` change (addresses, ports, descriptor path, allowed
-origins), plus the dev-only GetLevel route the simulator page uses to show the level.
+Ctrl-C stops them all gracefully. A process that exits is started again, like a pod: the
+analyzer at once when it recycled itself (exit 75), any other after a short growing backoff;
+only an invalid configuration (exit 2) stops everything.
+
+Envoy runs from `deploy/envoy/envoy.yaml`, the same file the Kubernetes ConfigMap is built
+from, rendered into `.dev/envoy.yaml` by `render_envoy_config`: only the lines marked
+`# local: ...` change (addresses, ports, descriptor path, allowed origins), plus the
+dev-only GetLevel route the simulator page uses to show the level.
 """
 
 from __future__ import annotations
@@ -40,6 +44,65 @@ PROCESSES = (
     Process("analyzer", "analyzer-worker", 50052, 9102),
 )
 ROBOT_SCOPES = ["ingest:write", "ingest:read", "friendship:read"]
+
+# The analyzer's "recycled on purpose, start me again" (analyzer.entrypoints.recycling).
+RECYCLE_EXIT_CODE = 75
+# "invalid configuration": starting again cannot help; stop everything and say so.
+CONFIG_ERROR_EXIT_CODE = 2
+# Unexpected exits are restarted after a backoff that grows while the process keeps dying
+# young (like Kubernetes' CrashLoopBackOff, shorter), and resets once it ran STABLE_AFTER_S.
+RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+STABLE_AFTER_S = 30.0
+
+
+def restart_delay(exit_code: int, ran_s: float, failures: int) -> tuple[float | None, int]:
+    """(seconds before starting again or None = do not, consecutive failures so far)."""
+    if exit_code == CONFIG_ERROR_EXIT_CODE:
+        return None, failures
+    if exit_code == RECYCLE_EXIT_CODE:
+        return 0.0, 0
+    failures = 0 if ran_s >= STABLE_AFTER_S else failures
+    return RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)], failures + 1
+
+
+class Supervised:
+    """One child of `make run`, started again when it exits (recycled or crashed)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self._argv = argv
+        self._env = env
+        self.child = _start(name, argv, env)
+        self._started = time.monotonic()
+        self._failures = 0
+        self._restart_at: float | None = None
+        self.restarts = 0
+
+    def poll(self) -> bool:
+        """Restart when due; False when the child exited in a way a restart cannot fix."""
+        now = time.monotonic()
+        if self._restart_at is not None:
+            if now >= self._restart_at:
+                self._restart_at = None
+                self.child = _start(self.name, self._argv, self._env)
+                self._started = now
+                self.restarts += 1
+            return True
+        code = self.child.poll()
+        if code is None:
+            return True
+        delay, self._failures = restart_delay(code, now - self._started, self._failures)
+        if delay is None:
+            sys.stdout.write(f"{self.name} exited with code {code} (configuration); stopping all\n")
+            return False
+        why = "recycled" if code == RECYCLE_EXIT_CODE else f"exited with code {code}"
+        sys.stdout.write(f"{self.name} {why}; starting it again in {delay:g}s\n")
+        sys.stdout.flush()
+        self._restart_at = now + delay
+        return True
+
+    def running(self) -> subprocess.Popen[bytes] | None:
+        return self.child if self._restart_at is None and self.child.poll() is None else None
 
 # The repository (springctl is installed editable from services/springctl/src).
 REPO = Path(__file__).resolve().parents[4]
@@ -202,13 +265,13 @@ def run() -> int:
     envoy_yaml.parent.mkdir(parents=True, exist_ok=True)
     envoy_yaml.write_text(render_envoy_config(edge))
 
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    children: list[Supervised] = []
     for proc in PROCESSES:
         exe = shutil.which(proc.command) or os.path.join(
             os.path.dirname(sys.executable), proc.command
         )
-        children.append((proc.name, _start(proc.name, [exe], env)))
-    children.append(("envoy", _start("envoy", envoy_command(envoy_yaml), env)))
+        children.append(Supervised(proc.name, [exe], env))
+    children.append(Supervised("envoy", envoy_command(envoy_yaml), env))
 
     token = mint_token(secret, "dev-robot", ROBOT_SCOPES, ttl_s=7 * 24 * 3600)
     edge_url = f"http://127.0.0.1:{edge_port}"
@@ -247,21 +310,25 @@ def run() -> int:
     signal.signal(signal.SIGTERM, stop)
     exit_code = 0
     while not stopping:
-        for name, child in children:
-            if child.poll() is not None:
-                sys.stdout.write(f"{name} exited with code {child.returncode}; stopping all\n")
-                exit_code = child.returncode or 1
+        for supervised in children:
+            if not supervised.poll():
+                exit_code = CONFIG_ERROR_EXIT_CODE
                 stopping = True
         time.sleep(0.2)
 
     page.shutdown()
-    for _name, child in reversed(children):
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    for _name, child in children:
+    stop_all(children)
+    return exit_code
+
+
+def stop_all(children: list[Supervised], grace_s: float = 30) -> None:
+    """SIGTERM in reverse start order, wait up to `grace_s`, then SIGKILL what is left."""
+    running = [c for c in (s.running() for s in reversed(children)) if c is not None]
+    for child in running:
+        child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for child in running:
         try:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.kill()
-    return exit_code

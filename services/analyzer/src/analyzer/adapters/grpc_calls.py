@@ -9,6 +9,7 @@ import grpc
 
 from analyzer.domain.errors import DependencyFailed
 from servicekit.auth import ServiceTokenSource
+from servicekit.logging import TRACE_ID_HEADER, trace_id_var
 
 R = TypeVar("R")
 
@@ -42,8 +43,13 @@ class Caller:
     async def __call__(
         self, method: str, rpc: Callable[..., Awaitable[R]], request: Any
     ) -> R:
+        metadata = self._tokens.metadata()
+        trace_id = trace_id_var.get()
+        if trace_id is not None:
+            # The other service's log lines about this conversation carry the same trace id.
+            metadata = (*metadata, (TRACE_ID_HEADER, trace_id))
         try:
-            return await rpc(request, timeout=self._timeout_s, metadata=self._tokens.metadata())
+            return await rpc(request, timeout=self._timeout_s, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             # The status code only: details of another service stay out of our records.
             raise DependencyFailed(f"{self._service}.{method} {exc.code().name}") from exc

@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from analyzer.adapters.amqp_redelivery import AmqpRedelivery, previous_attempts
 from analyzer.domain.errors import RedeliveryFailed
 from analyzer.handlers import MessagePolicy, Outcome, Pipeline, handle_conversation_ended
-from servicekit.logging import conversation_id_var
+from servicekit.logging import conversation_id_var, trace_id_var, valid_trace_id
 from servicekit.messaging import Topology
 
 log = logging.getLogger(__name__)
@@ -37,18 +37,38 @@ MESSAGE_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
 )
 IN_FLIGHT = Gauge("analyzer_messages_in_flight", "Messages being handled")
+DEAD_LETTERS = Counter(
+    "analyzer_dead_letters_total", "Messages sent to the dead-letter queue (status FAILED)"
+)
+ATTEMPT = Histogram(
+    "analyzer_message_attempt",
+    "Which attempt each handled message was (1 = first delivery; retries count up)",
+    buckets=(1, 2, 3, 4, 5, 6, 8, 10, 15, 20),
+)
+for _label in (*(o.value for o in Outcome), "requeued", "error"):
+    MESSAGES.labels(_label)  # every outcome exported from the start, at 0
+QUEUE_DEPTH = Gauge(
+    "analyzer_queue_depth",
+    "Ready messages in the work queue, as this worker last read it (passive declare)",
+)
 
 HealthCallback = Callable[[bool], Coroutine[Any, Any, None]]
 
 
-def _conversation_id_for_logs(body: bytes) -> str | None:
-    """The id only, for the log context; the real parsing happens in the handler."""
+def _ids_for_logs(body: bytes) -> tuple[str | None, str | None]:
+    """Conversation and trace ids only, for the log context; the handler parses for real."""
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return None
-    value = payload.get("conversation_id") if isinstance(payload, dict) else None
-    return value[:128] if isinstance(value, str) else None
+        return None, None
+    if not isinstance(payload, dict):
+        return None, None
+    value = payload.get("conversation_id")
+    trace = payload.get("trace_id")
+    return (
+        value[:128] if isinstance(value, str) else None,
+        valid_trace_id(trace) if isinstance(trace, str) else None,
+    )
 
 
 class Consumer:
@@ -63,6 +83,7 @@ class Consumer:
         pipeline: Pipeline,
         policy: MessagePolicy,
         on_health: HealthCallback,
+        queue_depth_interval_s: float = 5.0,
     ) -> None:
         self._amqp_url = amqp_url
         self._topology = topology
@@ -81,6 +102,7 @@ class Consumer:
         self._dlx: AbstractExchange | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
+        self._queue_depth_interval_s = queue_depth_interval_s
 
     @property
     def in_flight(self) -> int:
@@ -116,6 +138,32 @@ class Consumer:
             extra={"queue": self._topology.work_queue, "prefetch": self._prefetch},
         )
         await self._on_health(True)
+        depth = asyncio.get_running_loop().create_task(self._watch_queue_depth())
+        self._background.add(depth)
+        depth.add_done_callback(self._background.discard)
+
+    async def _watch_queue_depth(self) -> None:
+        """analyzer_queue_depth, read by a passive declare on a channel of its own (a failed
+        passive declare closes its channel; the consuming one must not suffer for it)."""
+        channel: AbstractChannel | None = None
+        while not self._stopping:
+            try:
+                connection = self._connection
+                if connection is None or connection.is_closed:
+                    raise ConnectionError("not connected")
+                if channel is None or channel.is_closed:
+                    channel = await asyncio.wait_for(connection.channel(), self._timeout_s)
+                queue = await channel.declare_queue(
+                    self._topology.work_queue, passive=True, timeout=self._timeout_s
+                )
+                result = queue.declaration_result
+                QUEUE_DEPTH.set(result.message_count or 0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                channel = None
+                log.debug("queue depth not read", extra={"error_type": type(exc).__name__})
+            await asyncio.sleep(self._queue_depth_interval_s)
 
     # -- health follows the channel ------------------------------------------------
     def _schedule_health(self, serving: bool) -> None:
@@ -156,7 +204,10 @@ class Consumer:
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         assert self._channel is not None and self._dlx is not None
-        token = conversation_id_var.set(_conversation_id_for_logs(message.body))
+        conversation_id, trace_id = _ids_for_logs(message.body)
+        token = conversation_id_var.set(conversation_id)
+        trace_token = trace_id_var.set(trace_id)
+        attempt = previous_attempts(message) + 1
         started = time.perf_counter()
         label = "error"
         try:
@@ -165,8 +216,7 @@ class Consumer:
             )
             try:
                 outcome = await handle_conversation_ended(
-                    message.body, previous_attempts(message), self._pipeline, redelivery,
-                    self._policy,
+                    message.body, attempt - 1, self._pipeline, redelivery, self._policy,
                 )  # fmt: skip
             except RedeliveryFailed:
                 log.error("could not schedule a retry or dead-letter; requeued", exc_info=True)
@@ -179,12 +229,16 @@ class Consumer:
                 await self._settle(message, requeue=True)
                 return
             label = outcome.value
+            if outcome == Outcome.DEAD_LETTERED:
+                DEAD_LETTERS.inc()
             await self._settle(message, requeue=None)
             if outcome in (Outcome.PROCESSED, Outcome.SKIPPED, Outcome.ALREADY_DONE):
                 log.info("conversation handled", extra={"outcome": outcome.value})
         finally:
             MESSAGES.labels(label).inc()
             MESSAGE_SECONDS.observe(time.perf_counter() - started)
+            ATTEMPT.observe(attempt)
+            trace_id_var.reset(trace_token)
             conversation_id_var.reset(token)
 
     async def _settle(self, message: AbstractIncomingMessage, requeue: bool | None) -> None:

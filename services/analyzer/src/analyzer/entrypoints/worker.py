@@ -99,6 +99,7 @@ async def start_worker(settings: Settings) -> RunningWorker:
         pipeline=deps.pipeline,
         policy=deps.policy,
         on_health=server.set_serving,
+        queue_depth_interval_s=settings.analyzer_queue_depth_interval_s,
     )
     try:
         await consumer.start()

@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.engine import Connection, Engine
 
 from ingest.adapters.lease_sweeper import LeaseSweeper
-from ingest.adapters.tables import outbox
+from ingest.adapters.tables import conversations, outbox
 from servicekit.db import BlockingRunner, DatabaseUnavailable
 from servicekit.messaging import ROUTING_KEY_ENDED, Topology
 
@@ -36,6 +36,10 @@ OUTBOX_PUBLISHED = Counter("ingest_outbox_published_total", "Outbox rows publish
 OUTBOX_PUBLISH_FAILURES = Counter(
     "ingest_outbox_publish_failures_total", "Publish attempts that were not confirmed"
 )
+OUTBOX_OLDEST_AGE = Gauge(
+    "ingest_outbox_oldest_age_seconds",
+    "Age of the oldest outbox row not yet published (0 when none): the relay's lag",
+)
 
 MAX_BACKOFF_S = 10.0
 FIRST_BACKOFF_S = 0.5
@@ -45,9 +49,12 @@ class BrokerUnavailable(Exception):
     pass
 
 
-def message_body(conversation_id: str) -> bytes:
-    """Ids, never the log."""
-    return json.dumps({"conversation_id": conversation_id}).encode()
+def message_body(conversation_id: str, trace_id: str = "") -> bytes:
+    """Ids, never the log. The trace id lets the analyzer's log lines join ingest's."""
+    payload = {"conversation_id": conversation_id}
+    if trace_id:
+        payload["trace_id"] = trace_id
+    return json.dumps(payload).encode()
 
 
 class OutboxStore:
@@ -56,17 +63,31 @@ class OutboxStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def claim_batch(self, limit: int) -> tuple[Connection | None, list[tuple[int, str]]]:
-        """Lock up to `limit` unpublished rows; the open transaction holds the locks."""
+    def claim_batch(self, limit: int) -> tuple[Connection | None, list[tuple[int, str, str]]]:
+        """Lock up to `limit` unpublished rows; the open transaction holds the locks.
+
+        Rows are (outbox id, conversation id, trace id); the trace id is "" for a
+        conversation that has none (accepted before migration 0004) or no longer exists.
+        """
         conn = self._engine.connect()
         try:
             conn.begin()
             rows = conn.execute(
-                sa.select(outbox.c.id, outbox.c.conversation_id)
+                sa.select(
+                    outbox.c.id,
+                    outbox.c.conversation_id,
+                    sa.func.coalesce(conversations.c.trace_id, "").label("trace_id"),
+                )
+                .select_from(
+                    outbox.outerjoin(
+                        conversations,
+                        conversations.c.conversation_id == outbox.c.conversation_id,
+                    )
+                )
                 .where(outbox.c.published_at.is_(None))
                 .order_by(outbox.c.id)
                 .limit(limit)
-                .with_for_update(skip_locked=True)
+                .with_for_update(of=outbox, skip_locked=True)
             ).all()
         except BaseException:
             conn.invalidate()
@@ -76,7 +97,7 @@ class OutboxStore:
             conn.rollback()
             conn.close()
             return None, []
-        return conn, [(int(r.id), str(r.conversation_id)) for r in rows]
+        return conn, [(int(r.id), str(r.conversation_id), str(r.trace_id)) for r in rows]
 
     @staticmethod
     def finish_batch(conn: Connection, published: Sequence[int], failed: Sequence[int]) -> None:
@@ -107,14 +128,21 @@ class OutboxStore:
         finally:
             conn.close()
 
-    def backlog(self) -> int:
+    def backlog(self) -> tuple[int, float]:
+        """(unpublished rows, age in seconds of the oldest of them, 0 when none)."""
         with self._engine.connect() as conn:
-            count = conn.execute(
-                sa.select(sa.func.count())
+            row = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.coalesce(
+                        sa.func.extract("epoch", sa.func.now() - sa.func.min(outbox.c.created_at)),
+                        0,
+                    ),
+                )
                 .select_from(outbox)
                 .where(outbox.c.published_at.is_(None))
-            ).scalar_one()
-        return int(count)
+            ).one()
+        return int(row[0]), max(float(row[1]), 0.0)
 
 
 class OutboxRelay:
@@ -175,9 +203,11 @@ class OutboxRelay:
         self._runner.shutdown()
 
     async def backlog(self) -> int:
-        """Unpublished outbox rows (also exported as the ingest_outbox_backlog gauge)."""
-        count = await self._runner(self._store.backlog)
+        """Unpublished outbox rows (also exported as the ingest_outbox_backlog gauge, with
+        the oldest one's age as ingest_outbox_oldest_age_seconds)."""
+        count, oldest_age_s = await self._runner(self._store.backlog)
         OUTBOX_BACKLOG.set(count)
+        OUTBOX_OLDEST_AGE.set(oldest_age_s)
         return count
 
     # --- the loop --------------------------------------------------------------------------
@@ -201,6 +231,7 @@ class OutboxRelay:
                         "broker unreachable; conversations stay in the outbox until it returns",
                         extra={"error": str(exc)},
                     )
+                await self._refresh_gauges()
                 await self._sleep(backoff, wakeable=False)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
@@ -217,6 +248,11 @@ class OutboxRelay:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             await self._sleep(self._poll_interval_s, wakeable=True)
+
+    async def _refresh_gauges(self) -> None:
+        """Backlog and oldest age keep moving while the broker is away (the stuck alert)."""
+        with contextlib.suppress(Exception):
+            await self.backlog()
 
     async def _sleep(self, seconds: float, *, wakeable: bool) -> None:
         waiters = [asyncio.ensure_future(self._stopping.wait())]
@@ -266,9 +302,11 @@ class OutboxRelay:
             if len(rows) < self._batch_size:
                 return
 
-    async def _publish_all(self, rows: list[tuple[int, str]]) -> tuple[list[int], list[int]]:
+    async def _publish_all(
+        self, rows: list[tuple[int, str, str]]
+    ) -> tuple[list[int], list[int]]:
         results = await asyncio.gather(
-            *(self._publish(conversation_id) for _, conversation_id in rows),
+            *(self._publish(conversation_id, trace_id) for _, conversation_id, trace_id in rows),
             return_exceptions=True,
         )
         published = [row[0] for row, r in zip(rows, results, strict=True) if r is None]
@@ -278,12 +316,12 @@ class OutboxRelay:
                 raise result  # cancellation
         return published, failed
 
-    async def _publish(self, conversation_id: str) -> None:
+    async def _publish(self, conversation_id: str, trace_id: str = "") -> None:
         exchange = self._exchange
         if exchange is None:
             raise BrokerUnavailable("not connected")
         message = aio_pika.Message(
-            body=message_body(conversation_id),
+            body=message_body(conversation_id, trace_id),
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=conversation_id,

@@ -107,6 +107,7 @@ class SqlAlchemyConversationRepository:
                 last_error="",
                 accepted_at=conversation.accepted_at,
                 updated_at=conversation.accepted_at,
+                trace_id=conversation.trace_id,
             )
             .on_conflict_do_nothing(index_elements=[conversations.c.conversation_id])
             .returning(conversations.c.conversation_id)

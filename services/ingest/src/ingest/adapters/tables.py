@@ -34,6 +34,8 @@ conversations = sa.Table(
     sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("raw_log_dropped_at", sa.DateTime(timezone=True), nullable=True),
+    # Shared by the log lines of this conversation in every service (migration 0004).
+    sa.Column("trace_id", sa.String(64), nullable=False, server_default=""),
     sa.CheckConstraint(
         "status IN ('PENDING', 'PROCESSING', 'PROCESSED', 'SKIPPED', 'FAILED')",
         name="conversations_status_known",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import Histogram
 
 from ingest import handlers
 from ingest.bootstrap import Deps
@@ -17,7 +18,7 @@ from ingest.domain.status import Status
 from ingest.domain.validation import id_violation
 from servicekit.db import DatabaseUnavailable
 from servicekit.errors import abort_invalid_argument
-from servicekit.logging import conversation_id_var
+from servicekit.logging import conversation_id_var, new_trace_id, trace_id_var
 from spring.ingest.v1 import (
     ingest_internal_pb2,
     ingest_internal_pb2_grpc,
@@ -37,6 +38,16 @@ _STATUS_TO_PROTO = {
     Status.FAILED: ingest_pb2.CONVERSATION_STATUS_FAILED,
 }
 _STATUS_FROM_PROTO = {value: key for key, value in _STATUS_TO_PROTO.items()}
+
+ACCEPT_TO_PROCESSED = Histogram(
+    "pipeline_accept_to_processed_seconds",
+    "Time from EndConversation's acceptance to PROCESSED, once per conversation",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60, 120, 300, 600, 1800),
+)
+
+
+def _observe_accept_to_processed(elapsed: timedelta) -> None:
+    ACCEPT_TO_PROCESSED.observe(max(elapsed.total_seconds(), 0.0))
 
 
 # --- mapping -------------------------------------------------------------------------------------
@@ -166,6 +177,10 @@ class IngestServicer(_Base, ingest_pb2_grpc.IngestServiceServicer):
         self, request: ingest_pb2.EndConversationRequest, context: Context
     ) -> ingest_pb2.EndConversationResponse:
         _bind_id(request.conversation_id)
+        # The caller's id (x-request-id from Envoy, traceparent, x-trace-id; bound by the
+        # server's TraceInterceptor) or a new one; stored with the conversation.
+        trace_id = trace_id_var.get() or new_trace_id()
+        trace_id_var.set(trace_id)
         conversation = to_domain(request)
         result = await self._run(
             context,
@@ -173,6 +188,7 @@ class IngestServicer(_Base, ingest_pb2_grpc.IngestServiceServicer):
             conversation,
             max_turns=self._deps.settings.max_turns,
             now=_now(),
+            trace_id=trace_id,
         )
         if not result.duplicate:
             self._deps.wake_relay()
@@ -254,6 +270,7 @@ class IngestInternalServicer(_Base, ingest_internal_pb2_grpc.IngestInternalServi
             float(request.score_change),
             analysis,
             now=_now(),
+            on_processed=_observe_accept_to_processed,
         )
         log.info("conversation completed", extra={"status": status.value})
         return ingest_internal_pb2.CompleteConversationResponse(status=_STATUS_TO_PROTO[status])
