@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from servicekit import diagnostics
 from servicekit.auth import AuthInterceptor, TokenVerifier
 from servicekit.logging import trace_id_from_metadata, trace_id_var
 from servicekit.metrics import Handler, MetricsInterceptor
@@ -58,8 +59,11 @@ class GrpcServer:
         scopes_by_method: Mapping[str, str],
         verifier: TokenVerifier,
         max_message_bytes: int,
+        malloc_trim_interval_s: float = 0.0,
     ) -> None:
         self._service_names = list(service_names)
+        self._trim_interval_s = malloc_trim_interval_s
+        self._trim_task: asyncio.Task[None] | None = None
         self.server = grpc.aio.server(
             interceptors=[
                 MetricsInterceptor(),
@@ -76,8 +80,14 @@ class GrpcServer:
         )
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        # spring.ops.v1.DiagnosticsService (internal scope): see servicekit/diagnostics.py.
+        diagnostics.add_to_server(self.server, self._service_names[0].split(".")[1])
         reflection.enable_server_reflection(
-            [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+            [
+                *self._service_names, diagnostics.SERVICE_NAME, health.SERVICE_NAME,
+                reflection.SERVICE_NAME,
+            ],
+            self.server,
         )
         self.port = 0
 
@@ -87,6 +97,10 @@ class GrpcServer:
             raise RuntimeError(f"cannot listen on {address}")
         await self.server.start()
         await self.set_serving(True)
+        if self._trim_interval_s > 0:
+            self._trim_task = asyncio.create_task(
+                diagnostics.trim_periodically(self._trim_interval_s)
+            )
         return self.port
 
     async def set_serving(self, serving: bool) -> None:
@@ -101,6 +115,8 @@ class GrpcServer:
     async def stop(self, grace_s: float) -> None:
         """Health goes NOT_SERVING, new calls are refused, in-flight calls get `grace_s`."""
         await self.health.enter_graceful_shutdown()
+        if self._trim_task is not None:
+            self._trim_task.cancel()
         await self.server.stop(grace_s)
 
 

@@ -31,6 +31,9 @@ class BaseServiceSettings(BaseSettings):
 
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     shutdown_grace_s: float = Field(default=20.0, ge=0)
+    # glibc malloc_trim every N seconds (0 = never): large requests and conversations leave
+    # free memory inside malloc's arenas; trimming gives it back (docs/memory.md).
+    malloc_trim_interval_s: float = Field(default=10.0, ge=0)
 
     @model_validator(mode="after")
     def _auth_configured(self) -> BaseServiceSettings:

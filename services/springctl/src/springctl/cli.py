@@ -17,6 +17,7 @@ from grpc_status import rpc_status
 from servicekit.auth import mint_token
 from spring.friendship.v1 import friendship_pb2, friendship_pb2_grpc
 from spring.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from springctl import diagnose
 from springctl.devsecret import resolve_secret
 
 INGEST_TARGET = os.environ.get("INGEST_GRPC_TARGET", "127.0.0.1:50051")
@@ -284,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rules.add_argument("rest", nargs=argparse.REMAINDER)
     rules.set_defaults(func=cmd_rules)
+
+    diagnose.register(sub)
 
     dev = sub.add_parser("dev-run", help="run the three services in the foreground (make run)")
     dev.set_defaults(func=cmd_dev_run)

@@ -65,6 +65,7 @@ def create_grpc_server(
             secret=settings.auth_jwt_secret, public_key=settings.auth_jwt_public_key
         ),
         max_message_bytes=settings.max_message_bytes,
+        malloc_trim_interval_s=settings.malloc_trim_interval_s,
     )
     analyzer_pb2_grpc.add_AnalyzerServiceServicer_to_server(
         AnalyzerServicer(analyzer, erasure, memory_api), server.server

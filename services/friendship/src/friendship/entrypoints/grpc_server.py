@@ -314,6 +314,7 @@ async def start_server(settings: Settings, *, check_database: bool = True) -> Ru
             scopes_by_method=SCOPES_BY_METHOD,
             verifier=verifier,
             max_message_bytes=settings.max_message_bytes,
+            malloc_trim_interval_s=settings.malloc_trim_interval_s,
         )
         friendship_pb2_grpc.add_FriendshipServiceServicer_to_server(
             FriendshipServicer(deps), server.server

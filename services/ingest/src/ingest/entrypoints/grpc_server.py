@@ -65,6 +65,7 @@ async def start_server(settings: Settings) -> RunningServer:
                 secret=settings.auth_jwt_secret, public_key=settings.auth_jwt_public_key
             ),
             max_message_bytes=settings.max_message_bytes,
+            malloc_trim_interval_s=settings.malloc_trim_interval_s,
         )
         # Undecodable request bytes answer INVALID_ARGUMENT, not UNKNOWN (see wire.py).
         add_servicer(server.server, _PUBLIC_SERVICE, IngestServicer(deps))
