@@ -93,3 +93,13 @@ def test_merged_vietnamese_fragments_are_nfc() -> None:
     (turn,) = normalize_turns(raw)
     assert turn.content == "Xin chào các bạn"
     assert unicodedata.is_normalized("NFC", turn.content)
+
+
+def test_every_control_character_is_dropped_or_spaced_exactly_as_the_rule_says() -> None:
+    # Rule: Unicode category Cc goes, except whitespace, which collapses to a space.
+    for code in range(0x110000):
+        char = chr(code)
+        if unicodedata.category(char) != "Cc":
+            continue
+        cleaned = clean_content(f"a{char}b")
+        assert cleaned == ("a b" if char.isspace() else "ab"), hex(code)

@@ -32,10 +32,16 @@ def _is_dropped_control(char: str) -> bool:
     return unicodedata.category(char) == "Cc" and not char.isspace()
 
 
+# The same rule as one character class (every Cc lies below U+00A0): a regex scans a turn in
+# C, where a per-character Python test took 70 % of an accept (make bench, docs/benchmarks.md).
+_DROPPED_CONTROLS = re.compile(
+    "[" + "".join(re.escape(chr(c)) for c in range(0xA0) if _is_dropped_control(chr(c))) + "]+"
+)
+
+
 def clean_content(content: str) -> str:
     """NFC, control characters removed, whitespace runs collapsed to one space, trimmed."""
-    if any(_is_dropped_control(c) for c in content):
-        content = "".join(c for c in content if not _is_dropped_control(c))
+    content = _DROPPED_CONTROLS.sub("", content)
     content = _WHITESPACE.sub(" ", content).strip()
     return unicodedata.normalize("NFC", content)
 
