@@ -22,7 +22,12 @@ from analyzer.domain.failure import RetryPolicy
 from analyzer.domain.prompts import PromptBudget
 from analyzer.handlers import MessagePolicy, Pipeline
 from servicekit.auth import ServiceTokenSource
-from servicekit.db import BlockingRunner, check_pool_fits, create_db_engine
+from servicekit.db import (
+    BlockingRunner,
+    check_pool_fits,
+    engine_from_settings,
+    runner_from_settings,
+)
 
 
 class StartupError(Exception):
@@ -77,15 +82,8 @@ def build(settings: Settings) -> Deps:
     except ValueError as exc:
         raise StartupError(str(exc)) from exc
 
-    engine = create_db_engine(
-        settings.database_url,
-        application_name="analyzer",
-        pool_size=settings.db_pool_size,
-        pool_timeout_s=settings.db_pool_timeout_s,
-        connect_timeout_s=settings.db_connect_timeout_s,
-        statement_timeout_ms=settings.db_statement_timeout_ms,
-    )
-    run = BlockingRunner(settings.db_pool_size, settings.db_call_timeout_s, name="analyzer-db")
+    engine = engine_from_settings(settings, "analyzer")
+    run = runner_from_settings(settings, "analyzer-db")
     repository = SqlAlchemyAnalyzerRepository(engine, run)
     llm, memory_api = build_providers(settings)
     analyzer = ConversationAnalyzer(

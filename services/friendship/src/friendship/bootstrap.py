@@ -12,7 +12,7 @@ from friendship.adapters.outbox_relay import OutboxRelay
 from friendship.adapters.repository import SqlAlchemyUnitOfWork
 from friendship.config import Settings
 from friendship.handlers import FriendshipHandlers
-from servicekit.db import BlockingRunner, check_pool_fits, create_db_engine
+from servicekit.db import BlockingRunner, engine_from_settings, runner_from_settings
 
 # The relay holds at most one connection (one claimed batch at a time).
 RELAY_POOL_SIZE = 1
@@ -65,25 +65,9 @@ def _select_one(engine: Engine) -> None:
         conn.execute(sa.text("SELECT 1"))
 
 
-def _engine(settings: Settings, name: str, pool_size: int) -> Engine:
-    return create_db_engine(
-        settings.database_url,
-        application_name=name,
-        pool_size=pool_size,
-        pool_timeout_s=settings.db_pool_timeout_s,
-        connect_timeout_s=settings.db_connect_timeout_s,
-        statement_timeout_ms=settings.db_statement_timeout_ms,
-    )
-
-
 def build(settings: Settings) -> Deps:
-    engine = _engine(settings, "friendship", settings.db_pool_size)
-    # One DB thread per pooled connection: a call never waits for a connection inside its thread.
-    workers = settings.db_pool_size
-    check_pool_fits(settings.db_pool_size, workers, "DB worker threads")
-    runner = BlockingRunner(
-        workers=workers, timeout_s=settings.db_call_timeout_s, name="friendship-db"
-    )
+    engine = engine_from_settings(settings, "friendship")
+    runner = runner_from_settings(settings, "friendship-db")
     waker = RelayWaker()
     handlers = FriendshipHandlers(
         lambda: SqlAlchemyUnitOfWork(engine),
@@ -92,7 +76,7 @@ def build(settings: Settings) -> Deps:
     )
     relay_engine: Engine | None = None
     if settings.friendship_relay_enabled:
-        relay_engine = _engine(settings, "friendship-relay", RELAY_POOL_SIZE)
+        relay_engine = engine_from_settings(settings, "friendship-relay", RELAY_POOL_SIZE)
         waker.relay = OutboxRelay(
             engine=relay_engine,
             amqp_url=settings.amqp_url,

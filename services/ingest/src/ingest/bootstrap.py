@@ -11,7 +11,7 @@ from ingest.adapters.outbox_relay import OutboxRelay
 from ingest.adapters.repository import SqlAlchemyUnitOfWork
 from ingest.config import Settings
 from ingest.handlers import UnitOfWork
-from servicekit.db import BlockingRunner, check_pool_fits, create_db_engine
+from servicekit.db import BlockingRunner, engine_from_settings, runner_from_settings
 
 # The relay holds at most one connection (one claimed batch at a time).
 RELAY_POOL_SIZE = 1
@@ -33,31 +33,14 @@ class Deps:
             self.relay.wake()
 
 
-def _engine(settings: Settings, name: str, pool_size: int) -> Engine:
-    return create_db_engine(
-        settings.database_url,
-        application_name=name,
-        pool_size=pool_size,
-        pool_timeout_s=settings.db_pool_timeout_s,
-        connect_timeout_s=settings.db_connect_timeout_s,
-        statement_timeout_ms=settings.db_statement_timeout_ms,
-    )
-
-
 def build(settings: Settings) -> Deps:
     """Engines and the relay; nothing connects until first use."""
-    engine = _engine(settings, "ingest", settings.db_pool_size)
-    # As many threads as pooled connections: a DB call never queues for a connection
-    # behind the thread pool, and never holds a thread without one.
-    workers = settings.db_pool_size
-    check_pool_fits(settings.db_pool_size, workers, "DB worker threads")
-    runner = BlockingRunner(
-        workers=workers, timeout_s=settings.db_call_timeout_s, name="ingest-db"
-    )
+    engine = engine_from_settings(settings, "ingest")
+    runner = runner_from_settings(settings, "ingest-db")
     relay_engine: Engine | None = None
     relay: OutboxRelay | None = None
     if settings.relay_enabled:
-        relay_engine = _engine(settings, "ingest-relay", RELAY_POOL_SIZE)
+        relay_engine = engine_from_settings(settings, "ingest-relay", RELAY_POOL_SIZE)
         relay = OutboxRelay(
             engine=relay_engine,
             amqp_url=settings.amqp_url,

@@ -9,13 +9,16 @@ import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
+
+if TYPE_CHECKING:
+    from servicekit.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -142,6 +145,20 @@ def create_db_engine(
     return engine
 
 
+def engine_from_settings(
+    settings: BaseServiceSettings, application_name: str, pool_size: int | None = None
+) -> Engine:
+    """create_db_engine with the service's DB_* settings (pool_size defaults to DB_POOL_SIZE)."""
+    return create_db_engine(
+        settings.database_url,
+        application_name=application_name,
+        pool_size=settings.db_pool_size if pool_size is None else pool_size,
+        pool_timeout_s=settings.db_pool_timeout_s,
+        connect_timeout_s=settings.db_connect_timeout_s,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+
+
 def ensure_database(url: str, connect_timeout_s: int = 5) -> None:
     """Create the database named in `url` if it does not exist (CONTRACT.md local default)."""
     target = sqlalchemy_url(url)
@@ -240,6 +257,13 @@ class BlockingRunner:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def runner_from_settings(settings: BaseServiceSettings, name: str) -> BlockingRunner:
+    """As many threads as pooled connections (DB_POOL_SIZE), each call within
+    DB_CALL_TIMEOUT_S: a DB call never queues for a connection behind the thread pool, and
+    never holds a thread without one."""
+    return BlockingRunner(settings.db_pool_size, settings.db_call_timeout_s, name=name)
 
 
 def check_pool_fits(pool_size: int, concurrency: int, what: str) -> None:
