@@ -23,8 +23,7 @@ from analyzer.adapters.provider_calls import (
     TIMEOUT,
     UNAVAILABLE,
     GuardedProvider,
-    backoff_s,
-    retry_after_s,
+    retry_delay_s,
     wait_before_retry,
 )
 from analyzer.adapters.provider_metrics import GROQ, init_provider, record_request
@@ -146,10 +145,7 @@ class GroqLlm:
                 record_request(GROQ, outcome, loop.time() - started)
             if refused or outcome not in RETRYABLE or attempt + 1 >= self._max_attempts:
                 break
-            delay = retry_after_s(headers)
-            if not await wait_before_retry(
-                backoff_s(attempt) if delay is None else delay, deadline
-            ):
+            if not await wait_before_retry(retry_delay_s(attempt, headers), deadline):
                 break
         log.info("llm call failed", extra={"provider": GROQ, "outcome": outcome})
         raise ProviderFailed(outcome)

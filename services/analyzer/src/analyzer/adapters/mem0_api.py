@@ -26,8 +26,7 @@ from analyzer.adapters.provider_calls import (
     TIMEOUT,
     UNAVAILABLE,
     GuardedProvider,
-    backoff_s,
-    retry_after_s,
+    retry_delay_s,
     wait_before_retry,
 )
 from analyzer.adapters.provider_metrics import MEM0, init_provider, record_request
@@ -133,8 +132,7 @@ class Mem0Memories:
                 return
             if outcome not in RETRYABLE or attempt + 1 >= MAX_ATTEMPTS_PER_REQUEST:
                 break
-            delay = retry_after_s(headers)
-            await asyncio.sleep(min(backoff_s(attempt) if delay is None else delay, 5.0))
+            await asyncio.sleep(min(retry_delay_s(attempt, headers), 5.0))
         log.warning("memory api delete failed", extra={"provider": MEM0, "outcome": outcome})
         raise ProviderFailed(outcome)
 
@@ -194,10 +192,7 @@ class Mem0Memories:
                 or attempt + 1 >= MAX_ATTEMPTS_PER_REQUEST
             ):
                 break
-            delay = retry_after_s(headers)
-            if not await wait_before_retry(
-                backoff_s(attempt) if delay is None else delay, deadline
-            ):
+            if not await wait_before_retry(retry_delay_s(attempt, headers), deadline):
                 break
         log.info("memory api call failed", extra={"provider": MEM0, "outcome": outcome})
         raise ProviderFailed(outcome)

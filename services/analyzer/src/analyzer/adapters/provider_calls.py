@@ -61,6 +61,12 @@ def backoff_s(attempt: int) -> float:
     return float(min(INITIAL_BACKOFF_S * 2**attempt, MAX_BACKOFF_S))
 
 
+def retry_delay_s(attempt: int, headers: Mapping[str, str] | None) -> float:
+    """Wait after the n-th failed attempt (0-based): what the provider asked, else the backoff."""
+    delay = retry_after_s(headers)
+    return backoff_s(attempt) if delay is None else delay
+
+
 async def wait_before_retry(delay_s: float, deadline: float) -> bool:
     """Sleeps when the retry can still start before the deadline; False: give up now."""
     loop = asyncio.get_running_loop()
