@@ -115,7 +115,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy services/servicekit/src services/ingest/src services/friendship/src services/analyzer/src services/springctl/src
+	$(BIN)/mypy services/servicekit/src services/ingest/src services/friendship/src services/analyzer/src services/springctl/src bench
 
 unit: install
 	$(BIN)/pytest tests/unit tests/contract
@@ -128,6 +128,12 @@ e2e: check-infra
 
 edge: check-infra envoy web chromium
 	$(BIN)/pytest tests/edge
+
+# Every row of docs/benchmarks.md against its baseline measured in the same run, interleaved;
+# prints the table and rewrites it in docs/benchmarks.md (~10 minutes; not part of `make test`).
+# Size: BENCH_RUNS (3), BENCH_SECONDS (4), BENCH_RSS_CONVERSATIONS (1000).
+bench: check-infra envoy
+	$(PY) -m bench.run
 
 # --- faults and operators (issue 4) -----------------------------------------
 .PHONY: chaos fuzz dlq-list replay reprocess
