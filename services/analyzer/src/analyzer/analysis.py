@@ -81,7 +81,9 @@ class ConversationAnalyzer:
 
     async def analyze(self, conversation: Conversation) -> Analysis:
         async def local_count() -> int:
-            facts = extract_facts(conversation.turns)
+            # CPU-bound on a large log: off the event loop, so heartbeats, health checks and
+            # the other in-flight messages keep their deadlines while it runs.
+            facts = await asyncio.to_thread(extract_facts, conversation.turns)
             if not facts:
                 return 0
             return await self._memories.remember(
@@ -155,7 +157,7 @@ class ConversationAnalyzer:
             )
             if answer is not None:
                 return answer, True
-        return count_user_questions(turns), False
+        return await asyncio.to_thread(count_user_questions, turns), False
 
     async def _emotion(
         self, turns: Sequence[Turn], metadata: ConversationMetadata, text: str | None
@@ -166,7 +168,7 @@ class ConversationAnalyzer:
             answer = await self._from_provider(EMOTION, self._llm.session_emotion(text))
             if answer is not None:
                 return answer, True
-        return session_emotion(turns), False
+        return await asyncio.to_thread(session_emotion, turns), False
 
     async def _memories_count(
         self,
