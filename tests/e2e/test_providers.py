@@ -5,24 +5,21 @@ provider metrics are exported. A stack of its own (the session stack has no prov
 
 from __future__ import annotations
 
-import asyncio
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 
 from spring.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from tests.support.auth import ROBOT_SCOPES, TEST_JWT_SECRET, bearer
-from tests.support.broker import delete_namespace
+from tests.support.auth import ROBOT_SCOPES, bearer
 from tests.support.conversations import conversation, wait_terminal
-from tests.support.env import AMQP_URL, new_id, new_namespace
+from tests.support.env import new_id
 from tests.support.fake_groq import HANG, FakeGroq
 from tests.support.fake_mem0 import FakeMem0
 from tests.support.own_db import own_database
-from tests.support.stack import Stack, build_stack
+from tests.support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 E = ingest_pb2
@@ -43,45 +40,26 @@ def provider_stack(
     fakes: tuple[FakeGroq, FakeMem0], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     # A database of its own, so no other stack's relay takes this stack's conversations.
-    with own_database("e2e_providers") as database_url:
-        yield from _run_provider_stack(fakes, database_url, tmp_path_factory)
-
-
-def _run_provider_stack(
-    fakes: tuple[FakeGroq, FakeMem0], database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
     groq, mem0 = fakes
-    namespace = new_namespace()
-    log_dir = tmp_path_factory.mktemp("e2e-provider-logs")
-    built = build_stack(
-        database_url=database_url,
-        amqp_url=AMQP_URL,
-        namespace=namespace,
-        jwt_secret=TEST_JWT_SECRET,
-        log_dir=log_dir,
-        extra_env={
-            "GROQ_API_KEY": groq.api_key,
-            "GROQ_BASE_URL": groq.url,
-            "MEM0_API_KEY": mem0.api_key,
-            "MEM0_BASE_URL": mem0.url,
-            "ANALYZER_LLM_TIMEOUT_S": str(LLM_TIMEOUT_S),
-            "ANALYZER_MEMORY_TIMEOUT_S": str(MEMORY_TIMEOUT_S),
-            "ANALYZER_MEMORY_POLL_INITIAL_S": "0.05",
-            "ANALYZER_BREAKER_FAILURES": "1000",
-        },
-    )
-    try:
-        for service in built.services:
-            service.start()
-            service.wait_serving()
+    with (
+        own_database("e2e_providers") as database_url,
+        running_stack(
+            database_url=database_url,
+            log_dir=tmp_path_factory.mktemp("e2e-provider-logs"),
+            retry_delays_s=[1],
+            extra_env={
+                "GROQ_API_KEY": groq.api_key,
+                "GROQ_BASE_URL": groq.url,
+                "MEM0_API_KEY": mem0.api_key,
+                "MEM0_BASE_URL": mem0.url,
+                "ANALYZER_LLM_TIMEOUT_S": str(LLM_TIMEOUT_S),
+                "ANALYZER_MEMORY_TIMEOUT_S": str(MEMORY_TIMEOUT_S),
+                "ANALYZER_MEMORY_POLL_INITIAL_S": "0.05",
+                "ANALYZER_BREAKER_FAILURES": "1000",
+            },
+        ) as built,
+    ):
         yield built
-    finally:
-        codes = {s.name: s.stop() for s in built.services if s.process is not None}
-        asyncio.run(delete_namespace(AMQP_URL, namespace, [1]))
-        for name, code in codes.items():
-            if code != 0:
-                print(Path(log_dir / f"{name}.log").read_text()[-4000:])  # noqa: T201
-        assert all(code == 0 for code in codes.values()), f"unclean exits: {codes}"
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ than Envoy's, so the browser really goes through CORS.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -25,11 +24,9 @@ import pytest
 
 from springctl.devrun import REPO, WEB_DIST, EdgeConfig, envoy_command, render_envoy_config
 from springctl.devrun import serve_page as devrun_serve_page
-from tests.support.auth import TEST_JWT_SECRET
-from tests.support.broker import delete_namespace
-from tests.support.env import AMQP_URL, free_port, new_namespace
+from tests.support.env import free_port
 from tests.support.own_db import own_database
-from tests.support.stack import Stack, build_stack
+from tests.support.stack import Stack, running_stack
 
 RETRY_DELAYS_S = [1, 2]
 WEB = REPO / "web"
@@ -92,30 +89,16 @@ def stop_edge(edge: Edge) -> None:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # A database of its own, so no other stack's relay takes this stack's conversations.
-    with own_database("edge") as database_url:
-        yield from _run_stack(database_url, tmp_path_factory)
-
-
-def _run_stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    namespace = new_namespace()
-    log_dir = tmp_path_factory.mktemp("edge-logs")
-    built = build_stack(
-        database_url=database_url,
-        amqp_url=AMQP_URL,
-        namespace=namespace,
-        jwt_secret=TEST_JWT_SECRET,
-        log_dir=log_dir,
-        extra_env={"ANALYZER_RETRY_DELAYS_S": str(RETRY_DELAYS_S), "ANALYZER_MAX_ATTEMPTS": "3"},
-    )
-    try:
-        for service in built.services:
-            service.start()
-            service.wait_serving()
+    with (
+        own_database("edge") as database_url,
+        running_stack(
+            database_url=database_url,
+            log_dir=tmp_path_factory.mktemp("edge-logs"),
+            retry_delays_s=RETRY_DELAYS_S,
+            extra_env={"ANALYZER_MAX_ATTEMPTS": "3"},
+        ) as built,
+    ):
         yield built
-    finally:
-        codes = {s.name: s.stop() for s in built.services if s.process is not None}
-        asyncio.run(delete_namespace(AMQP_URL, namespace, RETRY_DELAYS_S))
-        assert all(code == 0 for code in codes.values()), f"unclean exits: {codes}"
 
 
 @pytest.fixture(scope="session")

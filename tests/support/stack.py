@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,3 +121,45 @@ def migrate_all(database_url: str) -> None:
     env = dict(os.environ, DATABASE_URL=database_url)
     for command in ("ingest-migrate", "analyzer-migrate", "friendship-migrate"):
         subprocess.run([str(BIN / command)], env=env, check=True, timeout=120)
+
+
+@contextmanager
+def running_stack(
+    *,
+    database_url: str,
+    log_dir: Path,
+    retry_delays_s: list[int],
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """The three processes started and SERVING, on a broker namespace of their own.
+
+    On exit: SIGTERM to each, the namespace's queues removed, and every process must have
+    exited cleanly (the tail of an unclean one's log is printed).
+    """
+    import asyncio
+
+    from tests.support.auth import TEST_JWT_SECRET
+    from tests.support.broker import delete_namespace
+    from tests.support.env import AMQP_URL, new_namespace
+
+    namespace = new_namespace()
+    built = build_stack(
+        database_url=database_url,
+        amqp_url=AMQP_URL,
+        namespace=namespace,
+        jwt_secret=TEST_JWT_SECRET,
+        log_dir=log_dir,
+        extra_env={"ANALYZER_RETRY_DELAYS_S": str(retry_delays_s), **(extra_env or {})},
+    )
+    try:
+        for service in built.services:
+            service.start()
+            service.wait_serving()
+        yield built
+    finally:
+        codes = {s.name: s.stop() for s in built.services if s.process is not None}
+        asyncio.run(delete_namespace(AMQP_URL, namespace, retry_delays_s))
+        for service in built.services:
+            if codes.get(service.name, 0) != 0:
+                sys.stderr.write(service.log_text()[-4000:])
+        assert all(code == 0 for code in codes.values()), f"unclean exits: {codes}"
