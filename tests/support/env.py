@@ -13,6 +13,8 @@ _BASE_DB = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/
 TEST_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", make_url(_BASE_DB).set(database="spring_test").render_as_string(False)
 )
+# The server's own `postgres` database: always there, for tests of connections and pools.
+SERVER_DATABASE_URL = make_url(TEST_DATABASE_URL).set(database="postgres").render_as_string(False)
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from servicekit.db import create_db_engine
-from tests.support.env import TEST_DATABASE_URL, new_id
+from tests.support.env import SERVER_DATABASE_URL, new_id
 
 
 def sample(name: str, pool: str) -> float:
@@ -20,7 +20,7 @@ def sample(name: str, pool: str) -> float:
 def test_in_use_waits_and_timeouts_are_counted_per_pool() -> None:
     pool = new_id("pool")
     engine = create_db_engine(
-        TEST_DATABASE_URL, application_name=pool, pool_size=1, pool_timeout_s=0.5,
+        SERVER_DATABASE_URL, application_name=pool, pool_size=1, pool_timeout_s=0.5,
         connect_timeout_s=5, statement_timeout_ms=5000,
     )  # fmt: skip
     try:

@@ -115,8 +115,13 @@ def create_db_engine(
     pool_timeout_s: float,
     connect_timeout_s: int,
     statement_timeout_ms: int,
+    ping_after_idle_s: float = 1.0,
 ) -> Engine:
-    """An engine whose every wait is bounded: connect, pool checkout, statement, idle tx."""
+    """An engine whose every wait is bounded: connect, pool checkout, statement, idle tx.
+
+    A pooled connection is pinged before use only if it sat idle longer than
+    `ping_after_idle_s` (0: before every use); see ping_idle_connections.
+    """
     options = (
         f"-c statement_timeout={statement_timeout_ms}"
         f" -c lock_timeout={statement_timeout_ms}"
@@ -128,7 +133,9 @@ def create_db_engine(
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=pool_timeout_s,
-        pool_pre_ping=True,
+        # LIFO: the busy few connections stay hot; the others age, get pinged when next used
+        # and recycled after pool_recycle.
+        pool_use_lifo=True,
         pool_recycle=1800,
         connect_args={
             "connect_timeout": connect_timeout_s,
@@ -141,8 +148,40 @@ def create_db_engine(
             "keepalives_count": 3,
         },
     )
+    ping_idle_connections(engine, ping_after_idle_s)
     _count_in_use(engine, application_name)
     return engine
+
+
+def ping_idle_connections(engine: Engine, after_idle_s: float) -> None:
+    """Ping a pooled connection at checkout only if it was idle longer than `after_idle_s`.
+
+    SQLAlchemy's pool_pre_ping costs a round trip on every checkout: a third of a one-statement
+    unit of work (make bench). A connection used within the last second is taken as alive; if
+    the server went away meanwhile, the statement fails with a disconnect, SQLAlchemy
+    invalidates the whole pool, and the caller gets UNAVAILABLE once (callers retry: the robot,
+    the analyzer's retry queue). A connection idle for longer, where a restart, failover or an
+    idle cut by a proxy is likely, is pinged and replaced if dead, as with pool_pre_ping.
+    """
+
+    @sa.event.listens_for(engine.pool, "checkin")
+    def _idle_since(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine.pool, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < after_idle_s:
+            return  # new, or used a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if not engine.dialect.is_disconnect(exc, dbapi_connection, None):
+                raise
+            alive = False
+        if not alive:
+            # The pool discards this connection and checks out (or opens) another.
+            raise sa_exc.DisconnectionError("pooled connection was dead")
 
 
 def engine_from_settings(
@@ -156,6 +195,7 @@ def engine_from_settings(
         pool_timeout_s=settings.db_pool_timeout_s,
         connect_timeout_s=settings.db_connect_timeout_s,
         statement_timeout_ms=settings.db_statement_timeout_ms,
+        ping_after_idle_s=settings.db_ping_after_idle_s,
     )
 
 

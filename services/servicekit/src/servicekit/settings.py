@@ -22,6 +22,8 @@ class BaseServiceSettings(BaseSettings):
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
     db_connect_timeout_s: int = Field(default=2, ge=1)
     db_statement_timeout_ms: int = Field(default=5000, ge=100)
+    # A pooled connection idle longer than this is pinged before use (0 = before every use).
+    db_ping_after_idle_s: float = Field(default=1.0, ge=0)
     # Deadline of one database unit of work as seen by an RPC; past it the
     # caller gets UNAVAILABLE instead of a hang (CONTRACT.md: within 2 s).
     db_call_timeout_s: float = Field(default=1.8, gt=0)
