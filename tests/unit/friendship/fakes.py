@@ -38,6 +38,9 @@ class FakeRepository:
     def get_status(self, user_id: str) -> FriendshipStatus | None:
         return self.t.status.get(user_id)
 
+    def level_inputs(self, user_id: str) -> tuple[FriendshipStatus | None, str | None]:
+        return self.t.status.get(user_id), self.active_rule_version()
+
     def list_topics(self, user_id: str) -> list[TopicState]:
         return sorted((v for (u, _), v in self.t.topics.items() if u == user_id),
                       key=lambda topic: topic.topic_id)

@@ -30,6 +30,20 @@ class Settings(BaseServiceSettings):
     friendship_relay_batch_size: int = Field(default=100, ge=1, le=10_000)
     friendship_relay_poll_interval_s: float = Field(default=1.0, gt=0)
 
+    # GetLevel cache (docs/friendship.md, "The GetLevel cache"). Entries (users) held; each
+    # costs ~0.5 KB, so the default holds at most ~10 MB. 0 turns the cache (and its
+    # listener connection) off: every GetLevel reads the database.
+    friendship_level_cache_size: int = Field(default=20_000, ge=0, le=5_000_000)
+    # Safety net: no entry is older than this, even if a notification were missed.
+    friendship_level_cache_ttl_s: float = Field(default=60.0, gt=0)
+    # The invalidation listener's liveness check: a `SELECT 1` this often (when idle) that
+    # must answer within the same time, else the cache is dropped and bypassed until the
+    # listener reconnects.
+    friendship_level_cache_ping_interval_s: float = Field(default=5.0, gt=0)
+    # Where the listener connects (LISTEN needs a session: not a transaction-pooling
+    # PgBouncer). Default: DATABASE_URL.
+    friendship_listen_database_url: str | None = None
+
     # Only the first rule set: once one is stored (friendship-admin rules apply), it wins.
 
     friendship_acquaintance_threshold: float = Field(default=100.0, gt=0)

@@ -44,6 +44,10 @@ from friendship.domain.validation import (
 class FriendshipRepository(Protocol):
     def get_status(self, user_id: str) -> FriendshipStatus | None: ...
 
+    def level_inputs(self, user_id: str) -> tuple[FriendshipStatus | None, str | None]:
+        """The user's status (None: no row) and the active rule version, read together."""
+        ...
+
     def list_topics(self, user_id: str) -> list[TopicState]:
         """The user's topics, sorted by topic_id."""
         ...
@@ -154,7 +158,7 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LevelView:
     user_id: str
     level: Level
@@ -221,9 +225,18 @@ class FriendshipHandlers:
         clock: Callable[[], datetime] = _utc_now,
         new_event_id: Callable[[], str] = _new_event_id,
         on_events: Callable[[], None] = lambda: None,
+        read_uow_factory: Callable[[], UnitOfWork] | None = None,
+        on_user_changed: Callable[[str], None] = lambda user_id: None,
+        on_rules_changed: Callable[[], None] = lambda: None,
     ) -> None:
-        """default_rules: used until a rule set is stored (see ensure_rules)."""
+        """default_rules: used until a rule set is stored (see ensure_rules).
+        read_uow_factory: for get_level's single read (never commits); uow_factory if None.
+        on_user_changed / on_rules_changed: called after a commit changed a user's status /
+        the rule sets (the GetLevel cache forgets it at once: read-your-writes)."""
         self._uow_factory = uow_factory
+        self._read_uow_factory = read_uow_factory or uow_factory
+        self._on_user_changed = on_user_changed
+        self._on_rules_changed = on_rules_changed
         self._default_rules = default_rules
         self._clock = clock
         self._new_event_id = new_event_id
@@ -261,6 +274,7 @@ class FriendshipHandlers:
                 return stored.rules, False
             repo.activate_rule_set(self._default_rules, RuleMode.FORWARD)
             uow.commit()
+        self._on_rules_changed()
         return self._default_rules, True
 
     # --- reads ---------------------------------------------------------------------------------
@@ -268,13 +282,16 @@ class FriendshipHandlers:
         violations = validate_user_id(user_id)
         if violations:
             raise InvalidRequest(violations)
-        with self._uow_factory() as uow:
+        with self._read_uow_factory() as uow:
             repo = uow.friendship
-            status = repo.get_status(user_id)
+            status, active_version = repo.level_inputs(user_id)
             # next_level_score follows the rules the stored level was computed with, so a
             # user not yet reached by a running recompute reads a consistent old view.
+            # (Stored rule sets are immutable and cached: usually no second statement.)
             stored = self._stored(repo, status.rule_version) if status is not None else None
-            rules = stored.rules if stored is not None else self._active(repo).rules
+            if stored is None and active_version is not None:
+                stored = self._stored(repo, active_version)
+            rules = stored.rules if stored is not None else self._default_rules
         status = status or FriendshipStatus(user_id=user_id)
         return LevelView(
             user_id=user_id,
@@ -367,6 +384,7 @@ class FriendshipHandlers:
             for event in events:
                 repo.add_event(event)
             uow.commit()
+        self._on_user_changed(command.user_id)
         if events:
             self._on_events()
         return ApplyResult.from_ledger(outcome.ledger, applied=True)
@@ -456,6 +474,7 @@ class FriendshipHandlers:
             if created:
                 counts["friendship_status"] = max(0, counts["friendship_status"] - 1)
             uow.commit()
+        self._on_user_changed(user_id)
         return counts
 
     # --- rule changes (operator) ---------------------------------------------------------------
@@ -542,6 +561,7 @@ class FriendshipHandlers:
                 repo.activate_rule_set(rules, mode)
                 repo.create_job(rules.version, mode)
                 uow.commit()
+                self._on_rules_changed()
         if not already:
             self._run_job(rules.version, batch=batch, progress=progress, max_users=max_users)
         return RulesApplied(
@@ -597,6 +617,8 @@ class FriendshipHandlers:
                 repo.add_event(event)
             repo.advance_job(version, user_id)
             uow.commit()
+        if status is not None:
+            self._on_user_changed(user_id)
         if events:
             self._on_events()
 

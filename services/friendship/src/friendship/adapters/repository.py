@@ -108,6 +108,16 @@ def _ledger_from_row(row: Any) -> LedgerEntry:
     )
 
 
+# GetLevel's read: the user's row (all NULL when there is none) and the active rule
+# version, in one statement (one snapshot, one round trip).
+_level_inputs = sa.text(
+    "SELECT s.user_id, s.score, s.level, s.conversations, s.updated_at, s.rule_version,"
+    " (SELECT version FROM friendship.rule_sets WHERE active) AS active_version"
+    " FROM (SELECT CAST(:user_id AS text) AS user_id) AS q"
+    " LEFT JOIN friendship.friendship_status AS s ON s.user_id = q.user_id"
+)
+
+
 class SqlAlchemyFriendshipRepository:
     """Reads and writes inside the caller's transaction; never commits."""
 
@@ -119,6 +129,11 @@ class SqlAlchemyFriendshipRepository:
             sa.select(friendship_status).where(friendship_status.c.user_id == user_id)
         ).one_or_none()
         return _status_from_row(row) if row is not None else None
+
+    def level_inputs(self, user_id: str) -> tuple[FriendshipStatus | None, str | None]:
+        row = self._conn.execute(_level_inputs, {"user_id": user_id}).one()
+        status = _status_from_row(row) if row.user_id is not None else None
+        return status, row.active_version
 
     def list_topics(self, user_id: str) -> list[TopicState]:
         rows = self._conn.execute(
@@ -515,3 +530,39 @@ class SqlAlchemyUnitOfWork:
                 self._conn.close()
             self._tx = None
             self._conn = None
+
+
+def autocommit_engine(engine: Engine) -> Engine:
+    """The same engine and pool; its connections run in autocommit while checked out."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+class SqlAlchemyReadOnlyUnitOfWork:
+    """For single-statement reads (GetLevel): an autocommit connection, so no BEGIN and no
+    ROLLBACK round trips; each statement reads its own consistent snapshot. commit() is an
+    error: nothing may be written through it."""
+
+    friendship: SqlAlchemyFriendshipRepository
+
+    def __init__(self, engine: Engine) -> None:
+        """`engine`: from autocommit_engine() (made once, not per unit of work)."""
+        self._engine = engine
+        self._conn: Connection | None = None
+
+    def __enter__(self) -> Self:
+        self._conn = self._engine.connect()
+        self.friendship = SqlAlchemyFriendshipRepository(self._conn)
+        return self
+
+    def commit(self) -> None:
+        raise RuntimeError("a read-only unit of work cannot commit")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

@@ -190,11 +190,21 @@ class FriendshipServicer(friendship_pb2_grpc.FriendshipServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self._calls = _Calls(deps)
         self._handlers = deps.handlers
+        self._level_cache = deps.level_cache
 
     async def GetLevel(
         self, request: friendship_pb2.GetLevelRequest, context: Context
     ) -> friendship_pb2.GetLevelResponse:
-        view = await self._calls.run(context, self._handlers.get_level, request.user_id)
+        # A hit answers here, on the event loop: no thread hop, no database.
+        cache = self._level_cache
+        view = cache.get(request.user_id)
+        if view is None:
+            ticket = cache.ticket(request.user_id)  # before the read (see level_cache.py)
+            try:
+                view = await self._calls.run(context, self._handlers.get_level, request.user_id)
+                cache.store(ticket, view)
+            finally:
+                cache.release(ticket)
         return level_to_proto(view)
 
     async def GetTopicMetrics(
@@ -277,12 +287,14 @@ class RunningServer:
     grace_s: float
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """gRPC first (in-flight calls finish), then the relay, then the pools."""
+        """gRPC first (in-flight calls finish), then the relay and the cache's listener,
+        then the pools."""
         try:
             await self.grpc.stop(self.grace_s if grace_s is None else grace_s)
         finally:
             try:
                 await self.deps.stop_relay()
+                await self.deps.stop_level_listener()
             finally:
                 await asyncio.to_thread(self.deps.close)
 
@@ -324,8 +336,10 @@ async def start_server(settings: Settings, *, check_database: bool = True) -> Ru
         )
         port = await server.start(f"{settings.grpc_host}:{settings.grpc_port}")
         deps.start_relay()
+        deps.start_level_listener()
     except BaseException:
         await deps.stop_relay()
+        await deps.stop_level_listener()
         deps.close()
         raise
     return RunningServer(port=port, grpc=server, deps=deps, grace_s=settings.shutdown_grace_s)
