@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from friendship.adapters.repository import SqlAlchemyUnitOfWork
 from friendship.adapters.tables import friendship_status, ledger, topic_metrics
-from friendship.domain.friendship import ApplyCommand
+from friendship.domain.friendship import ApplyCommand, apply_conversation
 from friendship.domain.levels import Level, LevelThresholds
 from friendship.domain.rules import RuleSet
 from friendship.domain.scoring import AnalysisInput, Emotion, ScoreWeights
@@ -107,6 +109,34 @@ def test_repeat_under_another_user_changes_nothing(engine: Engine) -> None:
         assert conn.execute(
             sa.select(sa.func.count()).where(topic_metrics.c.user_id == other)
         ).scalar() == 0
+
+
+def test_save_applied_writes_nothing_once_the_ledger_holds_the_conversation(
+    engine: Engine,
+) -> None:
+    """What a losing racer (same conversation_id, another user) runs into: the ledger's
+    unique key refuses its row, and its status and topic updates, gated on that insert in
+    the same statement, change nothing."""
+    rules = RuleSet("v1", ScoreWeights(), LevelThresholds())
+    use_cases = handlers(engine)
+    user, other, conversation = new_id("user"), new_id("user"), new_id("conv")
+    use_cases.apply_conversation(command(conversation, user, turns=10))
+    with SqlAlchemyUnitOfWork(engine) as uow:
+        repo = uow.friendship
+        status, topic = repo.lock_status(other), repo.lock_topic(other, "math")
+        outcome = apply_conversation(
+            status, topic, command(conversation, other, turns=400),
+            weights=rules.weights, thresholds=rules.thresholds,
+            now=datetime.now(UTC), rule_version=rules.version,
+        )
+        assert repo.save_applied(outcome) is False
+        after = repo.get_status(other)
+        assert after is not None
+        assert (after.score, after.conversations) == (0, 0)
+        [topic_after] = repo.list_topics(other)
+        assert (topic_after.score, topic_after.turns) == (0, 0)
+    [row] = ledger_rows(engine, conversation)
+    assert row.user_id == user
 
 
 def test_unit_of_work_rolls_back_unless_committed(engine: Engine) -> None:

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Self
 
 from friendship.domain.events import LevelChanged
-from friendship.domain.friendship import FriendshipStatus, LedgerEntry
+from friendship.domain.friendship import ApplyOutcome, FriendshipStatus, LedgerEntry
 from friendship.domain.history import HistoryCursor
 from friendship.domain.replay import UserChange, ledger_order
 from friendship.domain.rules import RuleJob, RuleMode, RuleSet, StoredRuleSet
@@ -56,6 +56,21 @@ class FakeRepository:
 
     def find_ledger(self, conversation_id: str) -> LedgerEntry | None:
         return self.t.ledger.get(conversation_id)
+
+    def apply_checks(self, conversation_id: str) -> tuple[LedgerEntry | None, bool, str | None]:
+        return (
+            self.find_ledger(conversation_id),
+            self.is_erased(conversation_id),
+            self.active_rule_version(),
+        )
+
+    def save_applied(self, outcome: ApplyOutcome) -> bool:
+        if not self.insert_ledger(outcome.ledger):
+            return False
+        self.save_status(outcome.status)
+        if outcome.topic is not None:
+            self.save_topic(outcome.topic)
+        return True
 
     def insert_ledger(self, entry: LedgerEntry) -> bool:
         if entry.conversation_id in self.t.ledger:

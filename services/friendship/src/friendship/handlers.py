@@ -19,6 +19,7 @@ from typing import Protocol, Self
 from friendship.domain.events import LevelChangeCause, LevelChanged
 from friendship.domain.friendship import (
     ApplyCommand,
+    ApplyOutcome,
     FriendshipStatus,
     LedgerEntry,
     apply_conversation,
@@ -66,8 +67,17 @@ class FriendshipRepository(Protocol):
 
     def find_ledger(self, conversation_id: str) -> LedgerEntry | None: ...
 
+    def apply_checks(self, conversation_id: str) -> tuple[LedgerEntry | None, bool, str | None]:
+        """In one read: find_ledger, is_erased and active_rule_version."""
+        ...
+
     def insert_ledger(self, entry: LedgerEntry) -> bool:
         """False (and nothing written) when the conversation_id is already in the ledger."""
+        ...
+
+    def save_applied(self, outcome: ApplyOutcome) -> bool:
+        """insert_ledger(outcome.ledger), and only if it was inserted: save_status and
+        save_topic (when there is one). False: nothing written (already in the ledger)."""
         ...
 
     def save_status(self, status: FriendshipStatus) -> None: ...
@@ -255,7 +265,10 @@ class FriendshipHandlers:
 
     def _active(self, repo: FriendshipRepository) -> StoredRuleSet:
         """Read inside the caller's transaction, so it is the active set as of now."""
-        version = repo.active_rule_version()
+        return self._active_from(repo, repo.active_rule_version())
+
+    def _active_from(self, repo: FriendshipRepository, version: str | None) -> StoredRuleSet:
+        """The active set, its version read by the caller (in its transaction)."""
         stored = self._stored(repo, version) if version is not None else None
         if stored is None:
             return StoredRuleSet(rules=self._default_rules, mode=RuleMode.FORWARD, active=True)
@@ -335,14 +348,14 @@ class FriendshipHandlers:
         with self._uow_factory() as uow:
             repo = uow.friendship
             status = repo.lock_status(command.user_id)
-            stored = repo.find_ledger(command.conversation_id)
+            stored, erased, active_version = repo.apply_checks(command.conversation_id)
             if stored is not None:
                 return ApplyResult.from_ledger(stored, applied=False)
             # Checked under the user's lock, which erasure takes too: either this apply
             # commits first and erasure removes it, or erasure does and this sees its tombstone.
-            if repo.is_erased(command.conversation_id):
+            if erased:
                 raise ConversationErased()
-            active = self._active(repo)
+            active = self._active_from(repo, active_version)
             status = self._bring_to(repo, status, active, events)
             topic = None
             if command.agent_tag:
@@ -357,15 +370,12 @@ class FriendshipHandlers:
                 now=now,
                 rule_version=active.rules.version,
             )
-            if not repo.insert_ledger(outcome.ledger):
+            if not repo.save_applied(outcome):
                 # The same conversation_id raced in under another user_id and won.
                 stored = repo.find_ledger(command.conversation_id)
                 if stored is None:  # pragma: no cover - the unique key makes this impossible
                     raise RuntimeError("ledger conflict without a stored row")
                 return ApplyResult.from_ledger(stored, applied=False)
-            repo.save_status(outcome.status)
-            if outcome.topic is not None:
-                repo.save_topic(outcome.topic)
             ledger = outcome.ledger
             if ledger.level_before is not ledger.level_after:
                 events.append(

@@ -22,7 +22,7 @@ from friendship.adapters.tables import (
     topic_metrics,
 )
 from friendship.domain.events import ROUTING_KEY_LEVEL_CHANGED, LevelChanged
-from friendship.domain.friendship import FriendshipStatus, LedgerEntry
+from friendship.domain.friendship import ApplyOutcome, FriendshipStatus, LedgerEntry
 from friendship.domain.history import HistoryCursor
 from friendship.domain.levels import Level
 from friendship.domain.replay import UserChange, ledger_order
@@ -118,6 +118,87 @@ _level_inputs = sa.text(
 )
 
 
+_lock_status = (
+    sa.select(friendship_status)
+    .where(friendship_status.c.user_id == sa.bindparam("user_id"))
+    .with_for_update()
+)
+_lock_topic = (
+    sa.select(topic_metrics)
+    .where(
+        topic_metrics.c.user_id == sa.bindparam("user_id"),
+        topic_metrics.c.topic_id == sa.bindparam("topic_id"),
+    )
+    .with_for_update()
+)
+
+# ApplyConversation's reads after the user's lock, in one statement: the conversation's
+# ledger row if any (all NULL otherwise), its erasure tombstone, the active rule version.
+_apply_checks = sa.text(
+    "SELECT l.*,"
+    " EXISTS (SELECT 1 FROM friendship.erased_conversations"
+    "         WHERE conversation_hash = :hash) AS erased,"
+    " (SELECT version FROM friendship.rule_sets WHERE active) AS active_version"
+    " FROM (SELECT CAST(:conversation_id AS text) AS conversation_id) AS q"
+    " LEFT JOIN friendship.ledger AS l ON l.conversation_id = q.conversation_id"
+)
+
+_LEDGER_COLUMNS = (
+    "conversation_id", "user_id", "bot_id", "agent_tag", "total_turns",
+    "user_initiated_questions", "emotion", "new_memories_count", "source", "base_points",
+    "engagement_points", "emotion_points", "memory_points", "score_change", "applied_delta",
+    "score_before", "score_after", "level_before", "level_after", "rule_version", "applied_at",
+)
+
+# ApplyConversation's writes in one statement: the ledger row, and only if it was inserted
+# (exactly once: the unique conversation_id decides), the user's status and the topic (rows
+# the caller holds locked). Data-modifying CTEs all run; `l` gates the two updates.
+_save_applied = sa.text(
+    "WITH l AS ("
+    f" INSERT INTO friendship.ledger ({', '.join(_LEDGER_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _LEDGER_COLUMNS)})"
+    " ON CONFLICT (conversation_id) DO NOTHING RETURNING conversation_id"
+    "), s AS ("
+    " UPDATE friendship.friendship_status SET score = :s_score, level = :s_level,"
+    " conversations = :s_conversations,"
+    " updated_at = COALESCE(CAST(:s_updated_at AS timestamptz), now()),"
+    " rule_version = :s_rule_version"
+    " WHERE user_id = :user_id AND EXISTS (SELECT 1 FROM l)"
+    "), t AS ("
+    " UPDATE friendship.topic_metrics SET score = :t_score, turns = :t_turns,"
+    " agents_used = CAST(:t_agents_used AS text[]),"
+    " updated_at = COALESCE(CAST(:t_updated_at AS timestamptz), now())"
+    " WHERE user_id = :user_id AND topic_id = :t_topic_id AND EXISTS (SELECT 1 FROM l)"
+    ") SELECT count(*) FROM l"
+)
+
+
+def _ledger_values(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "conversation_id": entry.conversation_id,
+        "user_id": entry.user_id,
+        "bot_id": entry.bot_id,
+        "agent_tag": entry.agent_tag,
+        "total_turns": entry.analysis.total_turns,
+        "user_initiated_questions": entry.analysis.user_initiated_questions,
+        "emotion": entry.analysis.emotion.name.lower(),
+        "new_memories_count": entry.analysis.new_memories_count,
+        "source": entry.analysis.source,
+        "base_points": entry.breakdown.base,
+        "engagement_points": entry.breakdown.engagement,
+        "emotion_points": entry.breakdown.emotion,
+        "memory_points": entry.breakdown.memory,
+        "score_change": entry.breakdown.total,
+        "applied_delta": entry.applied_delta,
+        "score_before": entry.score_before,
+        "score_after": entry.score_after,
+        "level_before": entry.level_before.value,
+        "level_after": entry.level_after.value,
+        "rule_version": entry.rule_version,
+        "applied_at": entry.applied_at,
+    }
+
+
 class SqlAlchemyFriendshipRepository:
     """Reads and writes inside the caller's transaction; never commits."""
 
@@ -144,32 +225,55 @@ class SqlAlchemyFriendshipRepository:
         return [_topic_from_row(row) for row in rows]
 
     def lock_status(self, user_id: str) -> FriendshipStatus:
-        self._conn.execute(
-            pg_insert(friendship_status)
-            .values(user_id=user_id, score=0.0, level=Level.STRANGER.value, conversations=0)
-            .on_conflict_do_nothing(index_elements=[friendship_status.c.user_id])
-        )
-        row = self._conn.execute(
-            sa.select(friendship_status)
-            .where(friendship_status.c.user_id == user_id)
-            .with_for_update()
-        ).one()
+        # Usually the row exists: one round trip. Else create it (a racing creator is fine).
+        row = self._conn.execute(_lock_status, {"user_id": user_id}).one_or_none()
+        if row is None:
+            self._conn.execute(
+                pg_insert(friendship_status)
+                .values(user_id=user_id, score=0.0, level=Level.STRANGER.value, conversations=0)
+                .on_conflict_do_nothing(index_elements=[friendship_status.c.user_id])
+            )
+            row = self._conn.execute(_lock_status, {"user_id": user_id}).one()
         return _status_from_row(row)
 
     def lock_topic(self, user_id: str, topic_id: str) -> TopicState:
-        self._conn.execute(
-            pg_insert(topic_metrics)
-            .values(user_id=user_id, topic_id=topic_id, score=0.0, turns=0, agents_used=[])
-            .on_conflict_do_nothing(
-                index_elements=[topic_metrics.c.user_id, topic_metrics.c.topic_id]
+        params = {"user_id": user_id, "topic_id": topic_id}
+        row = self._conn.execute(_lock_topic, params).one_or_none()
+        if row is None:
+            self._conn.execute(
+                pg_insert(topic_metrics)
+                .values(user_id=user_id, topic_id=topic_id, score=0.0, turns=0, agents_used=[])
+                .on_conflict_do_nothing(
+                    index_elements=[topic_metrics.c.user_id, topic_metrics.c.topic_id]
+                )
             )
-        )
-        row = self._conn.execute(
-            sa.select(topic_metrics)
-            .where(topic_metrics.c.user_id == user_id, topic_metrics.c.topic_id == topic_id)
-            .with_for_update()
-        ).one()
+            row = self._conn.execute(_lock_topic, params).one()
         return _topic_from_row(row)
+
+    def apply_checks(self, conversation_id: str) -> tuple[LedgerEntry | None, bool, str | None]:
+        row = self._conn.execute(
+            _apply_checks,
+            {"conversation_id": conversation_id, "hash": erasure_hash(conversation_id)},
+        ).one()
+        stored = _ledger_from_row(row) if row.conversation_id is not None else None
+        return stored, bool(row.erased), row.active_version
+
+    def save_applied(self, outcome: ApplyOutcome) -> bool:
+        entry, status, topic = outcome.ledger, outcome.status, outcome.topic
+        params = {
+            **_ledger_values(entry),
+            "s_score": status.score,
+            "s_level": status.level.value,
+            "s_conversations": status.conversations,
+            "s_updated_at": status.updated_at,
+            "s_rule_version": status.rule_version,
+            "t_topic_id": topic.topic_id if topic is not None else None,
+            "t_score": topic.score if topic is not None else 0.0,
+            "t_turns": topic.turns if topic is not None else 0,
+            "t_agents_used": list(topic.agents_used) if topic is not None else [],
+            "t_updated_at": topic.updated_at if topic is not None else None,
+        }
+        return bool(self._conn.execute(_save_applied, params).scalar_one())
 
     def find_ledger(self, conversation_id: str) -> LedgerEntry | None:
         row = self._conn.execute(
@@ -180,29 +284,7 @@ class SqlAlchemyFriendshipRepository:
     def insert_ledger(self, entry: LedgerEntry) -> bool:
         inserted = self._conn.execute(
             pg_insert(ledger)
-            .values(
-                conversation_id=entry.conversation_id,
-                user_id=entry.user_id,
-                bot_id=entry.bot_id,
-                agent_tag=entry.agent_tag,
-                total_turns=entry.analysis.total_turns,
-                user_initiated_questions=entry.analysis.user_initiated_questions,
-                emotion=entry.analysis.emotion.name.lower(),
-                new_memories_count=entry.analysis.new_memories_count,
-                source=entry.analysis.source,
-                base_points=entry.breakdown.base,
-                engagement_points=entry.breakdown.engagement,
-                emotion_points=entry.breakdown.emotion,
-                memory_points=entry.breakdown.memory,
-                score_change=entry.breakdown.total,
-                applied_delta=entry.applied_delta,
-                score_before=entry.score_before,
-                score_after=entry.score_after,
-                level_before=entry.level_before.value,
-                level_after=entry.level_after.value,
-                rule_version=entry.rule_version,
-                applied_at=entry.applied_at,
-            )
+            .values(**_ledger_values(entry))
             .on_conflict_do_nothing(index_elements=[ledger.c.conversation_id])
             .returning(ledger.c.conversation_id)
         ).first()
