@@ -2,11 +2,19 @@
 
 GROQ_BASE_URL is the API host: the SDK appends /openai/v1/chat/completions.
 Retries: see provider_calls (the SDK's own are off, max_retries=0).
+
+The request goes through the SDK's own `post` (its documented way to make a raw request)
+with the very body `chat.completions.create` sends, and the answer comes back as the raw
+response: `create`'s typed request transform and response models cost ~0.75 ms of CPU per
+call (2 calls per conversation, the largest item of the analyzer's CPU profile) to read
+one string, `choices[0].message.content`. Auth, base URL, timeouts and the SDK's error
+classes (status, timeout, connection) are the SDK's as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from typing import TypeVar
@@ -36,7 +44,23 @@ from analyzer.domain.prompts import EMOTION_SYSTEM_PROMPT, QUESTIONS_SYSTEM_PROM
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_BASE_URL = "https://api.groq.com"
+CHAT_COMPLETIONS_PATH = "/openai/v1/chat/completions"
 MIN_REQUEST_TIMEOUT_S = 0.05
+
+
+def completion_content(body: bytes) -> str | None:
+    """`choices[0].message.content` of a chat completion; ValueError when the body is not one."""
+    completion = json.loads(body)
+    choices = completion.get("choices") if isinstance(completion, dict) else None
+    if not isinstance(choices, list):
+        raise ValueError("not a chat completion")
+    if not choices:
+        return None
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if content is not None and not isinstance(content, str):
+        raise ValueError("content is not a string")
+    return content
 
 
 def _status_outcome(exc: groq.APIStatusError) -> str:
@@ -111,18 +135,22 @@ class GroqLlm:
             outcome = TIMEOUT
             refused = False  # a 4xx answer: sending it again will not help
             try:
-                completion = await self._client.chat.completions.create(
-                    model=self._model,
-                    messages=[
-                        {"role": "system", "content": system},
-                        {"role": "user", "content": user},
-                    ],
-                    response_format={"type": "json_object"},
-                    temperature=0,
-                    max_completion_tokens=self._max_completion_tokens,
-                    timeout=max(deadline - started, MIN_REQUEST_TIMEOUT_S),
+                response = await self._client.post(
+                    CHAT_COMPLETIONS_PATH,
+                    cast_to=httpx.Response,
+                    body={
+                        "messages": [
+                            {"role": "system", "content": system},
+                            {"role": "user", "content": user},
+                        ],
+                        "model": self._model,
+                        "max_completion_tokens": self._max_completion_tokens,
+                        "response_format": {"type": "json_object"},
+                        "temperature": 0,
+                    },
+                    options={"timeout": max(deadline - started, MIN_REQUEST_TIMEOUT_S)},
                 )
-                content = completion.choices[0].message.content if completion.choices else None
+                content = completion_content(response.content)
                 try:
                     value = parse(content)
                     outcome = OK
