@@ -33,6 +33,10 @@ from servicekit.server import GrpcServer
 from spring.analyzer.v1 import analyzer_pb2_grpc
 
 log = logging.getLogger("analyzer.worker")
+# httpx logs every request at INFO ("HTTP Request: POST <url> ..."): four JSON lines per
+# conversation, ~3 % of the worker's CPU under load, and URLs (a Mem0 erasure carries the
+# user id in its query) in the logs. Provider outcomes are logged and counted by the adapters.
+QUIET_LOGGERS = ("httpx", "httpcore")
 
 
 @dataclass
@@ -141,14 +145,20 @@ async def _run(settings: Settings) -> int:
     return RECYCLE_EXIT_CODE if recycled else 0
 
 
+def configure_worker_logging(level: str) -> None:
+    configure_logging("analyzer", level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main() -> None:
-    configure_logging("analyzer", os.environ.get("LOG_LEVEL", "INFO"))
+    configure_worker_logging(os.environ.get("LOG_LEVEL", "INFO"))
     try:
         settings = Settings()
     except ValidationError as exc:
         log.error("invalid configuration: %s", _config_error_line(exc))
         sys.exit(2)
-    configure_logging("analyzer", settings.log_level)
+    configure_worker_logging(settings.log_level)
     sys.exit(asyncio.run(_run(settings)))
 
 
