@@ -70,8 +70,13 @@ class FakeStore:
 
     analyses: dict[str, Analysis] = field(default_factory=dict)
     memories: dict[tuple[str, str], str] = field(default_factory=dict)  # -> first conversation
+    get_error: Exception | None = None
+    reads: int = 0
 
     async def get(self, conversation_id: str) -> Analysis | None:
+        self.reads += 1
+        if self.get_error is not None:
+            raise self.get_error
         return self.analyses.get(conversation_id)
 
     async def save_first(self, conversation_id: str, analysis: Analysis) -> Analysis:

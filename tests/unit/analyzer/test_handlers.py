@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import pytest
 
 from analyzer.analysis import LocalConversationAnalysis
-from analyzer.domain.errors import RedeliveryFailed
+from analyzer.domain.errors import DependencyFailed, RedeliveryFailed
 from analyzer.domain.failure import RetryPolicy
 from analyzer.domain.messages import encode_ended_message
 from analyzer.domain.model import (
+    Analysis,
     AnalysisSource,
     Conversation,
     ConversationMetadata,
@@ -16,6 +18,7 @@ from analyzer.domain.model import (
     Role,
     Turn,
 )
+from analyzer.domain.ports import Claim
 from analyzer.handlers import MessagePolicy, Outcome, Pipeline, handle_conversation_ended
 from tests.unit.analyzer.fakes import (
     CountingAnalysis,
@@ -180,3 +183,50 @@ async def test_when_even_the_retry_publish_fails_the_caller_must_requeue(world: 
     world.redelivery.broken = True
     with pytest.raises(RedeliveryFailed):
         await world.deliver("c11")
+
+
+async def test_the_stored_analysis_is_read_while_the_claim_is_in_flight(world: World) -> None:
+    world.ingest.conversations["c12"] = conversation("c12")
+    read_started = asyncio.Event()
+    store_get, ingest_claim = world.store.get, world.ingest.claim
+
+    async def get(conversation_id: str) -> Analysis | None:
+        read_started.set()
+        return await store_get(conversation_id)
+
+    async def claim(conversation_id: str, lease_s: int) -> Claim:
+        # Answers only once the read has started: a read after the claim never would.
+        try:
+            await asyncio.wait_for(read_started.wait(), POLICY.deadline_s / 2)
+        except TimeoutError:
+            raise DependencyFailed("the read did not start during the claim") from None
+        return await ingest_claim(conversation_id, lease_s)
+
+    world.store.get = get  # type: ignore[method-assign]
+    world.ingest.claim = claim  # type: ignore[method-assign]
+    assert await world.deliver("c12") == Outcome.PROCESSED
+    assert world.redelivery.retries == []
+
+
+async def test_a_failed_read_does_not_matter_when_the_claim_is_not_ours(world: World) -> None:
+    world.ingest.conversations["c13"] = conversation("c13")
+    world.ingest.terminal.add("c13")
+    world.store.get_error = DependencyFailed("database unavailable")
+    assert await world.deliver("c13") == Outcome.ALREADY_DONE
+    assert world.store.reads == 1
+    assert world.ingest.failures == [] and world.redelivery.retries == []
+
+
+async def test_a_failed_read_after_the_claim_retries_without_analysing(world: World) -> None:
+    world.ingest.conversations["c14"] = conversation("c14")
+    world.store.get_error = DependencyFailed("database unavailable")
+    assert await world.deliver("c14") == Outcome.RETRY_SCHEDULED
+    assert world.redelivery.retries == [(10, 1, "database unavailable")]
+    assert world.analysis.calls == 0 and world.friendship.applied == {}
+
+
+async def test_a_failed_claim_wins_over_a_failed_read(world: World) -> None:
+    world.ingest.down = True
+    world.store.get_error = DependencyFailed("database unavailable")
+    assert await world.deliver("c15") == Outcome.RETRY_SCHEDULED
+    assert world.redelivery.retries == [(10, 1, "ingest.ClaimConversation UNAVAILABLE")]

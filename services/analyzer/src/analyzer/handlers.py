@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from analyzer.domain.errors import DependencyFailed, RedeliveryFailed
 from analyzer.domain.failure import DeadLetter, RetryPolicy, decide
 from analyzer.domain.messages import MalformedMessage, parse_ended_message
-from analyzer.domain.model import Conversation, is_skipped
+from analyzer.domain.model import Analysis, Conversation, is_skipped
 from analyzer.domain.ports import (
     AnalysisStore,
     ConversationAnalysis,
@@ -62,13 +63,21 @@ def failure_reason(exc: BaseException) -> str:
     return reason[:MAX_REASON_CHARS]
 
 
-async def process_conversation(conversation: Conversation, pipeline: Pipeline) -> Outcome:
-    """Steps 2-5 for a claimed conversation; every step is idempotent by conversation_id."""
+async def process_conversation(
+    conversation: Conversation,
+    pipeline: Pipeline,
+    stored: Awaitable[Analysis | None] | None = None,
+) -> Outcome:
+    """Steps 2-5 for a claimed conversation; every step is idempotent by conversation_id.
+
+    `stored`: the read of an earlier attempt's analysis, when the caller started it already
+    (else it is read here).
+    """
     conversation_id = conversation.conversation_id
     if is_skipped(conversation):
         await pipeline.ingest.complete_skipped(conversation_id)
         return Outcome.SKIPPED
-    analysis = await pipeline.analyses.get(conversation_id)
+    analysis = await (stored if stored is not None else pipeline.analyses.get(conversation_id))
     if analysis is None:
         computed = await pipeline.analysis.analyze(conversation)
         analysis = await pipeline.analyses.save_first(conversation_id, computed)
@@ -95,15 +104,22 @@ async def handle_conversation_ended(
     attempts = previous_attempts + 1
     try:
         async with asyncio.timeout(policy.deadline_s):
-            claim = await pipeline.ingest.claim(conversation_id, policy.lease_s)
-            if not claim.claimed:
-                return Outcome.ALREADY_DONE
-            # Ingest counts every claim (also lease take-overs); our header counts
-            # failures it may not have seen. The larger bounds the retries.
-            attempts = max(attempts, claim.attempts)
-            if claim.conversation is None:
-                raise DependencyFailed("ingest claimed without a conversation")
-            return await process_conversation(claim.conversation, pipeline)
+            # An earlier attempt's analysis is read while the claim is in flight (one DB
+            # connection, as before); it is used only once the claim is ours, and its error,
+            # if any, counts only then, as if it had been read after the claim.
+            stored = asyncio.ensure_future(pipeline.analyses.get(conversation_id))
+            try:
+                claim = await pipeline.ingest.claim(conversation_id, policy.lease_s)
+                if not claim.claimed:
+                    return Outcome.ALREADY_DONE
+                # Ingest counts every claim (also lease take-overs); our header counts
+                # failures it may not have seen. The larger bounds the retries.
+                attempts = max(attempts, claim.attempts)
+                if claim.conversation is None:
+                    raise DependencyFailed("ingest claimed without a conversation")
+                return await process_conversation(claim.conversation, pipeline, stored)
+            finally:
+                await _settled(stored)
     except Exception as exc:
         reason = failure_reason(exc)
         log.warning(
@@ -134,6 +150,15 @@ async def _on_failure(
         raise RedeliveryFailed("retry publish failed") from exc
     log.info("retry scheduled", extra={"attempts": attempts, "delay_s": decision.delay_s})
     return Outcome.RETRY_SCHEDULED
+
+
+async def _settled(read: asyncio.Future[Analysis | None]) -> None:
+    """Waits for a read that is no longer needed (its DB call is bounded by the runner's
+    deadline), so the message holds no connection once handled; its outcome is dropped."""
+    if not read.done():
+        await asyncio.wait([read])
+    if not read.cancelled():
+        read.exception()  # retrieved: no "exception was never retrieved" warning
 
 
 async def _dead_letter(redelivery: Redelivery, reason: str, attempts: int) -> None:

@@ -84,7 +84,7 @@ class SqlAlchemyAnalyzerRepository:
 
     async def save_first(self, conversation_id: str, analysis: Analysis) -> Analysis:
         def work(conn: Connection) -> Analysis:
-            conn.execute(
+            inserted = conn.execute(
                 insert(analyses)
                 .values(
                     conversation_id=conversation_id,
@@ -95,8 +95,11 @@ class SqlAlchemyAnalyzerRepository:
                     source=analysis.source.value,
                 )
                 .on_conflict_do_nothing(index_elements=[analyses.c.conversation_id])
-            )
+                .returning(analyses.c.conversation_id)
+            ).first()
             _refuse_erased(conn, conversation_id)
+            if inserted is not None:
+                return analysis  # ours is the first: no read back (one round trip less)
             row = conn.execute(
                 sa.select(*_ANALYSIS_COLUMNS).where(analyses.c.conversation_id == conversation_id)
             ).mappings().one()
