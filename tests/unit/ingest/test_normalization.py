@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest.domain.model import Instant, Turn
-from ingest.domain.normalization import clean_content, normalize_role, normalize_turns
+from ingest.domain.normalization import (
+    _DROPPED_CONTROLS,
+    clean_content,
+    normalize_role,
+    normalize_turns,
+)
 
 
 @pytest.mark.parametrize(
@@ -103,3 +111,79 @@ def test_every_control_character_is_dropped_or_spaced_exactly_as_the_rule_says()
             continue
         cleaned = clean_content(f"a{char}b")
         assert cleaned == ("a b" if char.isspace() else "ab"), hex(code)
+
+
+# --- the fast path (isprintable + split/join) against the previous regex implementation -----
+_OLD_WHITESPACE = re.compile(r"\s+")
+
+
+def _old_clean_content(content: str) -> str:
+    """clean_content as it was before the fast path (reference)."""
+    content = _DROPPED_CONTROLS.sub("", content)
+    content = _OLD_WHITESPACE.sub(" ", content).strip()
+    return unicodedata.normalize("NFC", content)
+
+
+def test_split_uses_the_same_whitespace_as_the_regex_for_every_code_point() -> None:
+    whitespace = re.compile(r"\s")
+    for code in range(0x110000):
+        char = chr(code)
+        assert char.isspace() == bool(whitespace.fullmatch(char)), hex(code)
+        assert f"a{char}b".split() == (["a", "b"] if char.isspace() else [f"a{char}b"]), hex(code)
+
+
+def test_no_control_character_and_no_whitespace_but_the_space_is_printable() -> None:
+    for code in range(0x110000):
+        char = chr(code)
+        if unicodedata.category(char) == "Cc" or (char.isspace() and char != " "):
+            assert not char.isprintable(), hex(code)
+
+
+def test_clean_text_comes_back_as_the_same_object_and_its_turn_is_reused() -> None:
+    text = "Already clean, one space between words. Chào bạn 👋"
+    assert clean_content(text) is text
+    turn = Turn("user", text, at=Instant(3))
+    assert normalize_turns([turn])[0] is turn
+    assert normalize_turns([Turn("USER", text)])[0] == Turn("user", text)
+
+
+_TRICKY = (
+    "\x00\x07\t\n\r\x0b\x0c\x1b\x1c\x1d\x1e\x1f\x7f\x85\x9f\u00a0\u1680\u2000\u2007\u200b"
+    "\u200d\u2028\u2029\u202f\u205f\u3000\ufeff e\u0301 \u1ec7\U0001f468\u200d\U0001f469"
+    "\U0001f44b\U0001f3fd"
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(
+        alphabet=st.one_of(st.sampled_from(_TRICKY), st.characters(codec=None)),
+        max_size=80,
+    )
+)
+def test_clean_content_equals_the_previous_implementation(text: str) -> None:
+    assert clean_content(text) == _old_clean_content(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "plain printable text",
+        "\u00a0lead and trail\u3000",
+        "a\x1cb\x1dc\x1ed\x1fe",
+        "tab\tand\nnewline\x85next",
+        "bell\x07 and del\x7f and c1\x9f",
+        "family \U0001f468\u200d\U0001f469\u200d\U0001f467 joined",
+        "Vie\u0302\u0323t decomposed",
+        "\u2028\u2029",
+        "double  space",
+        " leading",
+        "trailing ",
+        "  ",
+        "a\u00a0 b",
+    ],
+)
+def test_clean_content_equals_the_previous_implementation_on_known_cases(text: str) -> None:
+    assert clean_content(text) == _old_clean_content(text)
