@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from json.encoder import encode_basestring
 
 from ingest.domain.model import ConversationInput, Instant
 
 _VERSION = 1
+# json.dumps(value, ensure_ascii=False, separators=(",", ":")), built once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _instant(value: Instant | None) -> list[int] | None:
     return None if value is None else [value.seconds, value.nanos]
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+def _turn_line(role: str, content: str, at: Instant | None) -> str:
+    """A newline, then the compact JSON of [role, content, at]: exactly what _ENCODER writes
+    for it, written by hand (a third of the time of an encoder call per turn)."""
+    at_json = "null" if at is None else f"[{int(at.seconds)},{int(at.nanos)}]"
+    return f"\n[{encode_basestring(role)},{encode_basestring(content)},{at_json}]"
 
 
 def content_hash(request: ConversationInput) -> str:
@@ -41,8 +46,7 @@ def content_hash(request: ConversationInput) -> str:
         _instant(request.ended_at),
         len(request.turns),
     ]
-    digest.update(_dumps(header))
+    digest.update(_ENCODER.encode(header).encode("utf-8"))
     for turn in request.turns:
-        digest.update(b"\n")
-        digest.update(_dumps([turn.role, turn.content, _instant(turn.at)]))
+        digest.update(_turn_line(turn.role, turn.content, turn.at).encode("utf-8"))
     return digest.hexdigest()
