@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -42,7 +43,7 @@ def _state(engine: sa.Engine, cid: str) -> tuple[str, int, str, int]:
 def test_expired_leases_and_stale_pending_are_enqueued_again_once(migrated_db_url: str) -> None:
     engine = _engine(migrated_db_url)
     try:
-        uow = lambda: SqlAlchemyUnitOfWork(engine)  # noqa: E731
+        uow = functools.partial(SqlAlchemyUnitOfWork, engine)
         now = datetime.now(UTC)
         lost, live, stale = (conversation(conversation_id=f"sweep-{n}") for n in range(3))
         for request in (lost, live, stale):

@@ -4,6 +4,7 @@ second run drops nothing."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -42,7 +43,7 @@ def _store(engine: sa.Engine, age_days: float) -> str:
         metadata=Metadata(),
     )
     end_conversation(
-        lambda: SqlAlchemyUnitOfWork(engine),
+        functools.partial(SqlAlchemyUnitOfWork, engine),
         request,
         max_turns=5000,
         now=datetime.now(UTC) - timedelta(days=age_days),
@@ -108,7 +109,8 @@ def test_a_retried_conversation_is_still_a_duplicate_after_its_raw_log_went(db_u
             turns=(Turn("User", "  Hello   robot  "), Turn("bot", "Hi!")),
         )  # fmt: skip
         result = end_conversation(
-            lambda: SqlAlchemyUnitOfWork(engine), request, max_turns=5000, now=datetime.now(UTC)
+            functools.partial(SqlAlchemyUnitOfWork, engine), request, max_turns=5000,
+            now=datetime.now(UTC),
         )
         assert result.duplicate
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -25,33 +26,93 @@ class Store:
         self.outbox: list[str] = []
         # Outbox rows not yet published; tests mark them published by clearing this list.
         self.unpublished: list[str] = []
+        self.units: list[bool] = []  # the `transaction` flag of each unit of work opened
+        self.fast_calls: list[str] = []
+        # Runs when a conditional update (claim_if, complete_if) changes nothing: lets a test
+        # move the status between it and the locked path, as a concurrent call could.
+        self.on_fast_miss: Callable[[], None] = lambda: None
 
 
 class FakeConversations:
-    def __init__(self, store: Store, staged: dict[str, tuple[NewConversation, ConversationState]]):
+    """Without a transaction (transaction=False) each write lands in the store at once, and
+    only the single-statement writes and plain reads are allowed, as in the SQL adapter."""
+
+    def __init__(
+        self,
+        store: Store,
+        staged: dict[str, tuple[NewConversation, ConversationState]],
+        staged_outbox: list[str],
+        transaction: bool,
+    ) -> None:
         self._store = store
         self._staged = staged
+        self._staged_outbox = staged_outbox
+        self._transaction = transaction
 
     def _all(self) -> dict[str, tuple[NewConversation, ConversationState]]:
         return {**self._store.rows, **self._staged}
 
-    def insert_if_absent(self, conversation: NewConversation) -> bool:
+    def _put(self, cid: str, row: tuple[NewConversation, ConversationState]) -> None:
+        (self._staged if self._transaction else self._store.rows)[cid] = row
+
+    def _needs_transaction(self) -> None:
+        if not self._transaction:
+            raise RuntimeError("needs a unit of work with a transaction")
+
+    def insert_with_outbox_if_absent(self, conversation: NewConversation) -> bool:
         cid = conversation.request.conversation_id
         if cid in self._all():
             return False
-        self._staged[cid] = (conversation, ConversationState(
+        self._put(cid, (conversation, ConversationState(
             cid, Status.PENDING, 0, "", None, None, conversation.content_hash,
             conversation.accepted_at, conversation.accepted_at,
-        ))
+        )))
+        if self._transaction:
+            self._staged_outbox.append(cid)
+        else:
+            self._store.outbox.append(cid)
+            self._store.unpublished.append(cid)
         return True
+
+    def claim_if(self, conversation_id: str, claimable: frozenset[Status],
+                 lease_expires_at: datetime, now: datetime) -> (
+        tuple[int, NormalizedConversation] | None
+    ):
+        self._store.fast_calls.append("claim_if")
+        row = self._all().get(conversation_id)
+        if row is None or row[1].status not in claimable:
+            self._store.on_fast_miss()
+            return None
+        new, state = row
+        state = dataclasses.replace(state, status=Status.PROCESSING, attempts=state.attempts + 1,
+                                    lease_expires_at=lease_expires_at, updated_at=now)
+        self._put(conversation_id, (new, state))
+        return state.attempts, self.get_normalized(conversation_id)
+
+    def complete_if(self, conversation_id: str, from_statuses: frozenset[Status],
+                    outcome: Status, score_change: float | None, analysis: Analysis | None,
+                    now: datetime) -> datetime | None:
+        self._store.fast_calls.append("complete_if")
+        row = self._all().get(conversation_id)
+        if row is None or row[1].status not in from_statuses:
+            self._store.on_fast_miss()
+            return None
+        new, state = row
+        state = dataclasses.replace(state, status=outcome, score_change=score_change,
+                                    analysis=analysis, lease_expires_at=None, updated_at=now)
+        self._put(conversation_id, (new, state))
+        return state.accepted_at
 
     def get_state(self, conversation_id: str, *, for_update: bool = False) -> (
         ConversationState | None
     ):
+        if for_update:
+            self._needs_transaction()
         row = self._all().get(conversation_id)
         return None if row is None else row[1]
 
     def save_state(self, state: ConversationState) -> None:
+        self._needs_transaction()
         new, _ = self._all()[state.conversation_id]
         self._staged[state.conversation_id] = (new, state)
 
@@ -63,10 +124,13 @@ class FakeConversations:
 
 
 class FakeOutbox:
-    def __init__(self, staged: list[str]) -> None:
+    def __init__(self, staged: list[str], transaction: bool) -> None:
         self._staged = staged
+        self._transaction = transaction
 
     def add(self, conversation_id: str, created_at: datetime) -> None:
+        if not self._transaction:
+            raise RuntimeError("needs a unit of work with a transaction")
         self._staged.append(conversation_id)
 
     def has_unpublished(self, conversation_id: str) -> bool:
@@ -77,13 +141,14 @@ class FakeOutbox:
 
 
 class FakeUnitOfWork:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, transaction: bool = True) -> None:
         self._store = store
         self._rows: dict[str, tuple[NewConversation, ConversationState]] = {}
         self._outbox: list[str] = []
-        self.conversations = FakeConversations(store, self._rows)
-        self.outbox = FakeOutbox(self._outbox)
+        self.conversations = FakeConversations(store, self._rows, self._outbox, transaction)
+        self.outbox = FakeOutbox(self._outbox, transaction)
         self.outbox.published_never = store.unpublished
+        store.units.append(transaction)
 
     def __enter__(self) -> Self:
         return self
@@ -107,7 +172,10 @@ def store() -> Store:
 
 
 def uow(store: Store) -> handlers.UnitOfWorkFactory:
-    return lambda: FakeUnitOfWork(store)
+    def factory(*, transaction: bool = True) -> FakeUnitOfWork:
+        return FakeUnitOfWork(store, transaction)
+
+    return factory
 
 
 def test_end_conversation_stores_it_with_one_outbox_row(store: Store) -> None:
@@ -234,3 +302,63 @@ def test_requeue_of_a_pending_conversation_enqueues_it_again(store: Store) -> No
         handlers.requeue_conversation(uow(store), "c-unknown", "", now=NOW)
     with pytest.raises(handlers.InvalidRequest):
         handlers.requeue_conversation(uow(store), "bad id!", "", now=NOW)
+
+
+# --- one round trip: single-statement writes in units without a transaction -----------------
+def test_accept_claim_and_complete_each_take_one_unit_without_a_transaction(store: Store) -> None:
+    handlers.end_conversation(uow(store), conversation(), max_turns=10, now=NOW)
+    handlers.claim_conversation(uow(store), "conv-1", 30, now=NOW)
+    seen: list[timedelta] = []
+    handlers.complete_conversation(uow(store), "conv-1", Status.PROCESSED, 1.0, None,
+                                   now=NOW + timedelta(seconds=3), on_processed=seen.append)
+    assert store.units == [False, False, False]
+    assert store.fast_calls == ["claim_if", "complete_if"]
+    assert seen == [timedelta(seconds=3)]
+    assert store.outbox == ["conv-1"]
+
+
+def test_a_duplicate_reads_the_stored_status_without_writing(store: Store) -> None:
+    handlers.end_conversation(uow(store), conversation(), max_turns=10, now=NOW)
+    handlers.claim_conversation(uow(store), "conv-1", 30, now=NOW)
+    again = handlers.end_conversation(uow(store), conversation(), max_turns=10, now=NOW)
+    assert (again.duplicate, again.status) == (True, Status.PROCESSING)
+    assert store.outbox == ["conv-1"]
+
+
+def test_claim_of_a_conversation_requeued_meanwhile_is_decided_under_the_lock(
+    store: Store,
+) -> None:
+    handlers.end_conversation(uow(store), conversation(), max_turns=10, now=NOW)
+    handlers.claim_conversation(uow(store), "conv-1", 30, now=NOW)
+    handlers.fail_conversation(uow(store), "conv-1", "boom", True, now=NOW)  # FAILED
+    store.fast_calls.clear()
+
+    def requeue() -> None:  # an operator's replay lands between the two statements
+        store.on_fast_miss = lambda: None
+        handlers.requeue_conversation(uow(store), "conv-1", "", now=NOW)
+
+    store.on_fast_miss = requeue
+    claimed = handlers.claim_conversation(uow(store), "conv-1", 30, now=NOW)
+    assert store.fast_calls == ["claim_if"]
+    assert (claimed.claimed, claimed.status, claimed.attempts) == (True, Status.PROCESSING, 1)
+    assert claimed.conversation is not None
+
+
+def test_claim_and_complete_of_a_terminal_conversation_change_nothing(store: Store) -> None:
+    handlers.end_conversation(uow(store), conversation(), max_turns=10, now=NOW)
+    handlers.claim_conversation(uow(store), "conv-1", 30, now=NOW)
+    handlers.complete_conversation(uow(store), "conv-1", Status.SKIPPED, 2.0,
+                                   Analysis(1, 0, 0, 0, "x"), now=NOW)
+    state = store.rows["conv-1"][1]
+    assert (state.status, state.score_change, state.analysis) == (Status.SKIPPED, None, None)
+    seen: list[timedelta] = []
+    assert handlers.complete_conversation(
+        uow(store), "conv-1", Status.PROCESSED, 5.0, None, now=NOW, on_processed=seen.append
+    ) == Status.SKIPPED
+    again = handlers.claim_conversation(uow(store), "conv-1", 30, now=NOW)
+    assert (again.claimed, again.status, again.attempts) == (False, Status.SKIPPED, 1)
+    assert store.rows["conv-1"][1] == state and seen == []
+    with pytest.raises(handlers.ConversationNotFound):
+        handlers.claim_conversation(uow(store), "nope", 30, now=NOW)
+    with pytest.raises(handlers.ConversationNotFound):
+        handlers.complete_conversation(uow(store), "nope", Status.PROCESSED, 0.0, None, now=NOW)

@@ -8,6 +8,8 @@ from ingest.domain.status import (
     after_complete,
     after_fail,
     can_claim,
+    claimable_statuses,
+    completable_statuses,
     is_terminal,
 )
 
@@ -37,3 +39,13 @@ def test_fail_returns_to_pending_or_dead_letters() -> None:
     assert after_fail(Status.PROCESSING, dead_lettered=True) == Status.FAILED
     assert after_fail(Status.PROCESSED, dead_lettered=True) == Status.PROCESSED
     assert after_fail(Status.SKIPPED, dead_lettered=False) == Status.SKIPPED
+
+
+def test_the_conditional_updates_move_exactly_what_the_rules_move() -> None:
+    # claim_if / complete_if are written from these sets: one target status per set.
+    assert claimable_statuses() == {s for s in Status if can_claim(s)}
+    for outcome in (Status.PROCESSED, Status.SKIPPED):
+        moved = completable_statuses(outcome)
+        assert moved == {Status.PENDING, Status.PROCESSING}
+        for status in Status:
+            assert after_complete(status, outcome) == (outcome if status in moved else status)

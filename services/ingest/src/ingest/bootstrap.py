@@ -25,8 +25,8 @@ class Deps:
     relay_engine: Engine | None
     relay: OutboxRelay | None
 
-    def unit_of_work(self) -> UnitOfWork:
-        return SqlAlchemyUnitOfWork(self.engine)
+    def unit_of_work(self, *, transaction: bool = True) -> UnitOfWork:
+        return SqlAlchemyUnitOfWork(self.engine, transaction=transaction)
 
     def wake_relay(self) -> None:
         if self.relay is not None:

@@ -23,6 +23,8 @@ from ingest.domain.status import (
     after_complete,
     after_fail,
     can_claim,
+    claimable_statuses,
+    completable_statuses,
     is_terminal,
     requeue_action,
 )
@@ -32,6 +34,8 @@ from servicekit.erasure import erasure_hash
 MAX_ERROR_CHARS = 200
 DEFAULT_LEASE_S = 300
 MAX_LEASE_S = 24 * 3600
+_CLAIMABLE = claimable_statuses()
+_COMPLETABLE = {outcome: completable_statuses(outcome) for outcome in COMPLETION_STATUSES}
 
 
 # --- errors the servicer maps to status codes ----------------------------------------------
@@ -106,8 +110,36 @@ class ClaimResult:
 
 # --- ports -------------------------------------------------------------------------------------
 class ConversationRepository(Protocol):
-    def insert_if_absent(self, conversation: NewConversation) -> bool:
-        """True if inserted; False if the id existed (nothing written)."""
+    # --- single-statement writes (atomic on their own: fine in a unit without a transaction)
+    def insert_with_outbox_if_absent(self, conversation: NewConversation) -> bool:
+        """The conversation (PENDING) and its outbox row, together in one atomic statement:
+        True if inserted; False if the id existed (nothing written)."""
+
+    def claim_if(
+        self,
+        conversation_id: str,
+        claimable: frozenset[Status],
+        lease_expires_at: datetime,
+        now: datetime,
+    ) -> tuple[int, NormalizedConversation] | None:
+        """If the conversation's status is one of `claimable`: PROCESSING, attempts + 1, the
+        lease, updated_at = now, in one atomic statement; returns the new attempts and the
+        normalized conversation. None (nothing written) if absent or not claimable."""
+
+    def complete_if(
+        self,
+        conversation_id: str,
+        from_statuses: frozenset[Status],
+        outcome: Status,
+        score_change: float | None,
+        analysis: Analysis | None,
+        now: datetime,
+    ) -> datetime | None:
+        """If the conversation's status is one of `from_statuses`: `outcome` with the score
+        change and analysis, lease cleared, updated_at = now, in one atomic statement; returns
+        its accepted_at. None (nothing written) if absent or in another status."""
+
+    # --- reads and writes
 
     def get_state(self, conversation_id: str, *, for_update: bool = False) -> (
         ConversationState | None
@@ -167,7 +199,12 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
 
-UnitOfWorkFactory = Callable[[], UnitOfWork]
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, transaction: bool = True) -> UnitOfWork:
+        """A unit of work. transaction=False: no transaction, each statement commits on its
+        own (no BEGIN/COMMIT round trips) and commit() does nothing; for reads and the
+        single-statement writes only (any other write refuses to run in it)."""
+        ...
 
 
 # --- use cases -----------------------------------------------------------------------------------
@@ -185,7 +222,11 @@ def end_conversation(
     now: datetime,
     trace_id: str = "",
 ) -> EndResult:
-    """Validate, normalize, then store the conversation and its outbox row atomically."""
+    """Validate, normalize, then store the conversation and its outbox row atomically.
+
+    The write is one statement (atomic on its own), so it needs no transaction: one round
+    trip to the database.
+    """
     violations = validate_conversation(request, max_turns)
     if violations:
         raise InvalidRequest(violations)
@@ -196,9 +237,8 @@ def end_conversation(
         accepted_at=now,
         trace_id=trace_id,
     )
-    with uow_factory() as uow:
-        if uow.conversations.insert_if_absent(new):
-            uow.outbox.add(request.conversation_id, now)
+    with uow_factory(transaction=False) as uow:
+        if uow.conversations.insert_with_outbox_if_absent(new):
             uow.commit()
             return EndResult(request.conversation_id, Status.PENDING, False, now)
         existing = uow.conversations.get_state(request.conversation_id)
@@ -211,7 +251,7 @@ def end_conversation(
 
 def get_status(uow_factory: UnitOfWorkFactory, conversation_id: str) -> ConversationState:
     _require_id(conversation_id)
-    with uow_factory() as uow:
+    with uow_factory(transaction=False) as uow:
         state = uow.conversations.get_state(conversation_id)
     if state is None:
         raise ConversationNotFound()
@@ -221,11 +261,22 @@ def get_status(uow_factory: UnitOfWorkFactory, conversation_id: str) -> Conversa
 def claim_conversation(
     uow_factory: UnitOfWorkFactory, conversation_id: str, lease_seconds: int, *, now: datetime
 ) -> ClaimResult:
-    """A non-terminal conversation becomes PROCESSING (attempts + 1) under a lease."""
+    """A non-terminal conversation becomes PROCESSING (attempts + 1) under a lease.
+
+    First as one conditional update (one round trip, no transaction); if that changed
+    nothing, the conversation is absent or was not claimable a moment ago, and the answer is
+    decided under the row lock (its status may have moved since).
+    """
     _require_id(conversation_id)
     if lease_seconds < 0 or lease_seconds > MAX_LEASE_S:
         raise InvalidRequest([("lease_seconds", f"must lie in 0..{MAX_LEASE_S} (0 = default)")])
     lease = timedelta(seconds=lease_seconds or DEFAULT_LEASE_S)
+    with uow_factory(transaction=False) as uow:
+        done = uow.conversations.claim_if(conversation_id, _CLAIMABLE, now + lease, now)
+        uow.commit()
+    if done is not None:
+        attempts, normalized = done
+        return ClaimResult(True, Status.PROCESSING, attempts, normalized)
     with uow_factory() as uow:
         state = uow.conversations.get_state(conversation_id, for_update=True)
         if state is None:
@@ -258,10 +309,27 @@ def complete_conversation(
     """PROCESSED (with score change and analysis) or SKIPPED; a terminal state never moves.
 
     `on_processed` hears, once per conversation, the time from acceptance to PROCESSED.
+    First as one conditional update (one round trip, no transaction); if that changed
+    nothing, the answer is decided under the row lock, as a claim's.
     """
     _require_id(conversation_id)
     if outcome not in COMPLETION_STATUSES:
         raise InvalidRequest([("status", "must be PROCESSED or SKIPPED")])
+    processed = outcome == Status.PROCESSED
+    with uow_factory(transaction=False) as uow:
+        accepted_at = uow.conversations.complete_if(
+            conversation_id,
+            _COMPLETABLE[outcome],
+            outcome,
+            score_change if processed else None,
+            analysis if processed else None,
+            now,
+        )
+        uow.commit()
+    if accepted_at is not None:
+        if processed and on_processed is not None:
+            on_processed(now - accepted_at)
+        return outcome
     with uow_factory() as uow:
         state = uow.conversations.get_state(conversation_id, for_update=True)
         if state is None:

@@ -30,6 +30,19 @@ def can_claim(status: Status) -> bool:
     return not is_terminal(status)
 
 
+def claimable_statuses() -> frozenset[Status]:
+    """The statuses can_claim accepts (for a claim written as one conditional update)."""
+    return frozenset(s for s in Status if can_claim(s))
+
+
+def completable_statuses(outcome: Status) -> frozenset[Status]:
+    """The statuses a completion as `outcome` moves, each of them to `outcome` (for a
+    completion written as one conditional update); from any other it changes nothing."""
+    moved = frozenset(s for s in Status if after_complete(s, outcome) != s)
+    assert all(after_complete(s, outcome) == outcome for s in moved)
+    return moved
+
+
 def after_complete(current: Status, outcome: Status) -> Status:
     """The status once a worker reports `outcome`; terminal states never change."""
     if outcome not in COMPLETION_STATUSES:

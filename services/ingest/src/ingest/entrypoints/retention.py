@@ -10,6 +10,7 @@ unreachable, 2 bad configuration. Run by `make retention` and the k8s CronJob.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -42,7 +43,7 @@ def run(settings: RetentionSettings, now: datetime | None = None) -> int:
     started = now or datetime.now(UTC)
     try:
         dropped = drop_raw_logs(
-            lambda: SqlAlchemyUnitOfWork(engine),
+            functools.partial(SqlAlchemyUnitOfWork, engine),
             older_than=timedelta(days=settings.retention_raw_log_days),
             batch_size=settings.retention_batch_size,
             now=started,

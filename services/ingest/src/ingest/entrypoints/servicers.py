@@ -13,7 +13,14 @@ from prometheus_client import Histogram
 
 from ingest import handlers
 from ingest.bootstrap import Deps
-from ingest.domain.model import Analysis, ConversationInput, Instant, Metadata, Turn
+from ingest.domain.model import (
+    Analysis,
+    ConversationInput,
+    Instant,
+    Metadata,
+    NormalizedConversation,
+    Turn,
+)
 from ingest.domain.status import Status
 from ingest.domain.validation import id_violation
 from servicekit.db import DatabaseUnavailable
@@ -66,10 +73,7 @@ def to_domain(request: ingest_pb2.EndConversationRequest) -> ConversationInput:
         bot_id=request.bot_id,
         bot_type=request.bot_type,
         agent_tag=request.agent_tag,
-        turns=tuple(
-            Turn(role=t.role, content=t.content, at=_instant(t, "at"))
-            for t in request.conversation_log
-        ),
+        turns=tuple([Turn(t.role, t.content, _instant(t, "at")) for t in request.conversation_log]),
         metadata=Metadata(
             user_initiated_questions=(
                 int(meta.user_initiated_questions)
@@ -89,12 +93,22 @@ def timestamp(value: datetime) -> Timestamp:
     return ts
 
 
-def turn_to_proto(turn: Turn) -> ingest_pb2.Turn:
-    message = ingest_pb2.Turn(role=turn.role, content=turn.content)
-    if turn.at is not None:
-        message.at.seconds = turn.at.seconds
-        message.at.nanos = turn.at.nanos
-    return message
+def normalized_to_proto(
+    conversation: NormalizedConversation, message: ingest_internal_pb2.NormalizedConversation
+) -> None:
+    """Fills `message` in place (no intermediate messages to copy: the log is the bulk)."""
+    message.conversation_id = conversation.conversation_id
+    message.user_id = conversation.user_id
+    message.bot_id = conversation.bot_id
+    message.bot_type = conversation.bot_type
+    message.agent_tag = conversation.agent_tag
+    add_turn = message.turns.add
+    for turn in conversation.turns:
+        added = add_turn(role=turn.role, content=turn.content)
+        if turn.at is not None:
+            added.at.seconds = turn.at.seconds
+            added.at.nanos = turn.at.nanos
+    message.metadata.CopyFrom(metadata_to_proto(conversation.metadata))
 
 
 def metadata_to_proto(metadata: Metadata) -> ingest_pb2.ConversationMetadata:
@@ -237,19 +251,8 @@ class IngestInternalServicer(_Base, ingest_internal_pb2_grpc.IngestInternalServi
         response = ingest_internal_pb2.ClaimConversationResponse(
             claimed=result.claimed, status=_STATUS_TO_PROTO[result.status], attempts=result.attempts
         )
-        conversation = result.conversation
-        if conversation is not None:
-            response.conversation.CopyFrom(
-                ingest_internal_pb2.NormalizedConversation(
-                    conversation_id=conversation.conversation_id,
-                    user_id=conversation.user_id,
-                    bot_id=conversation.bot_id,
-                    bot_type=conversation.bot_type,
-                    agent_tag=conversation.agent_tag,
-                    turns=[turn_to_proto(t) for t in conversation.turns],
-                    metadata=metadata_to_proto(conversation.metadata),
-                )
-            )
+        if result.conversation is not None:
+            normalized_to_proto(result.conversation, response.conversation)
         log.info("conversation claimed", extra={"claimed": result.claimed,
                                                 "attempts": result.attempts})
         return response
