@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -35,8 +36,40 @@ class Principal:
     scopes: frozenset[str]
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """A token that passed every check; only its time claims need checking again."""
+
+    principal: Principal
+    iat: int | None
+    nbf: int | None
+    exp: int
+
+
+def _int_claim(claims: Mapping[str, Any], name: str) -> int | None:
+    return int(claims[name]) if name in claims else None
+
+
+DEFAULT_CACHE_SIZE = 4096
+
+
 class TokenVerifier:
-    def __init__(self, *, secret: str | None = None, public_key: str | None = None) -> None:
+    """Verifies bearer tokens; a bounded cache of verified tokens, keyed by the token string,
+    spares the signature check (PyJWT's decode) on each call of a client that keeps its token.
+
+    A cache hit checks the time claims again with PyJWT's arithmetic and order (iat, nbf, exp;
+    no leeway): an expired token fails as "token expired" exactly as it would uncached, and is
+    dropped. Only tokens that passed every check are cached: a bad one is decoded, and
+    refused, on every call. The key never changes for a verifier's life.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret: str | None = None,
+        public_key: str | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
         if secret:
             self._key: str = secret
             self._algorithms = ["HS256"]
@@ -45,6 +78,9 @@ class TokenVerifier:
             self._algorithms = ["RS256"]
         else:
             raise ValueError("a JWT secret or public key is required")
+        self._cache_size = cache_size
+        self._cache: dict[str, _Verified] = {}
+        self._lock = threading.Lock()
 
     def verify(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -52,9 +88,27 @@ class TokenVerifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("authorization must be 'Bearer <token>'")
+        token = token.strip()
+        verified = self._cache.get(token)
+        if verified is None:
+            verified = self._decode(token)
+            self._remember(token, verified)
+            return verified.principal
+        now = time.time()  # PyJWT: datetime.now(tz=timezone.utc).timestamp()
+        if (verified.iat is not None and verified.iat > now) or (
+            verified.nbf is not None and verified.nbf > now
+        ):
+            raise AuthError("invalid token")  # PyJWT: ImmatureSignatureError
+        if verified.exp <= now:
+            with self._lock:
+                self._cache.pop(token, None)
+            raise AuthError("token expired")  # PyJWT: ExpiredSignatureError
+        return verified.principal
+
+    def _decode(self, token: str) -> _Verified:
         try:
             claims = jwt.decode(
-                token.strip(),
+                token,
                 self._key,
                 algorithms=self._algorithms,
                 options={"require": ["exp", "sub"]},
@@ -66,7 +120,19 @@ class TokenVerifier:
         scope = claims.get("scope", "")
         if not isinstance(scope, str):
             raise AuthError("invalid scope claim")
-        return Principal(subject=str(claims["sub"]), scopes=frozenset(scope.split()))
+        principal = Principal(subject=str(claims["sub"]), scopes=frozenset(scope.split()))
+        # PyJWT converted these with int() already (it refuses the token otherwise).
+        exp = _int_claim(claims, "exp")
+        assert exp is not None
+        return _Verified(principal, _int_claim(claims, "iat"), _int_claim(claims, "nbf"), exp)
+
+    def _remember(self, token: str, verified: _Verified) -> None:
+        if self._cache_size <= 0:
+            return
+        with self._lock:
+            while len(self._cache) >= self._cache_size:
+                del self._cache[next(iter(self._cache))]  # the oldest entry
+            self._cache[token] = verified
 
 
 def mint_token(secret: str, subject: str, scopes: list[str], ttl_s: int = 3600) -> str:
