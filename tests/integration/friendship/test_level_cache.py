@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -216,8 +217,9 @@ async def test_rule_set_activation_clears_every_entry(fresh_database_url: str) -
 
 
 async def test_listener_cut_reads_go_to_the_database_then_the_cache_resumes(
-    friendship_database: None, sql: Engine
+    friendship_database: None, sql: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="friendship.level_listener")
     url = make_url(TEST_DATABASE_URL)
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432, free_port()).start()
     listen_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
@@ -239,7 +241,9 @@ async def test_listener_cut_reads_go_to_the_database_then_the_cache_resumes(
             assert not running.deps.level_cache.live
             assert len(running.deps.level_cache) == 0
 
-            # No notification can arrive now: every read goes to the database.
+            # No notification can arrive now: every read goes to the database, however many
+            # reconnects fail meanwhile.
+            await until(lambda: listener.failed_connects >= 2, "reconnects attempted")
             hits = metric("friendship_level_cache_hits_total")
             bypassed = metric("friendship_level_cache_bypassed_total")
             set_score(sql, user, 2)
@@ -255,6 +259,12 @@ async def test_listener_cut_reads_go_to_the_database_then_the_cache_resumes(
             assert listener.connects == connects + 1
             assert metric("friendship_level_cache_listener_connected") == 1
             assert await cached(client, user) == 3
+            # One line per transition, not per failed attempt.
+            lines = [r for r in caplog.records if r.name == "friendship.level_listener"]
+            assert [(r.levelname, r.getMessage().split(";")[0]) for r in lines] == [
+                ("WARNING", "level cache listener down"),
+                ("INFO", "level cache listener reconnected"),
+            ]
             set_score(sql, user, 4)  # notifications flow again
             await eventually(lambda: client.score(user), lambda s: s == 4, "score after update")
     finally:

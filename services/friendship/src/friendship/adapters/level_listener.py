@@ -99,6 +99,7 @@ class LevelChangeListener:
         self._connected = False
         self._reported_down = False
         self.connects = 0  # successful LISTENs so far (tests, diagnostics)
+        self.failed_connects = 0
 
     @property
     def connected(self) -> bool:
@@ -122,7 +123,11 @@ class LevelChangeListener:
         delay = self._backoff_initial_s
         while True:
             try:
-                await self._connect()
+                try:
+                    await self._connect()
+                except Exception:
+                    self.failed_connects += 1
+                    raise
                 self._set_up()
                 delay = self._backoff_initial_s
                 await self._serve()
@@ -151,7 +156,7 @@ class LevelChangeListener:
         LISTENER_CONNECTED.set(0)
         if exc is not None and (was_connected or not self._reported_down):
             log.warning(
-                "level cache listener lost; GetLevel reads the database until it reconnects",
+                "level cache listener down; GetLevel reads the database until it reconnects",
                 extra={"error": type(exc).__name__},
             )
             self._reported_down = True
