@@ -238,3 +238,39 @@ def test_database_unreachable_is_unavailable_within_2s_and_recovers(
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def test_a_cached_level_gives_way_to_unavailable_once_the_database_stops_answering(
+    friendship: friendship_pb2_grpc.FriendshipServiceStub, db_proxy: TcpProxy
+) -> None:
+    """GetLevel answers from its cache only while the cache's listener is connected: a
+    database that drops its connections and stops answering turns even a cached user's
+    GetLevel into UNAVAILABLE, never a hang and never a stale answer for long. (A listener
+    connection that goes silent without closing: tests/integration/friendship.)"""
+    user = new_id("cached")
+    request = friendship_pb2.GetLevelRequest(user_id=user)
+    for _ in range(2):  # the second answer comes from the cache
+        friendship.GetLevel(request, metadata=bearer(READER_SCOPES), timeout=2)
+    db_proxy.set_mode("blackhole")
+    try:
+        deadline = time.monotonic() + 5
+        code = grpc.StatusCode.OK
+        while code is grpc.StatusCode.OK and time.monotonic() < deadline:
+            try:
+                friendship.GetLevel(request, metadata=bearer(READER_SCOPES), timeout=2)
+                time.sleep(0.1)
+            except grpc.RpcError as err:
+                code = err.code()
+        assert code is grpc.StatusCode.UNAVAILABLE
+    finally:
+        db_proxy.set_mode("forward")
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            reply = friendship.GetLevel(request, metadata=bearer(READER_SCOPES), timeout=5)
+            assert reply.user_id == user
+            break
+        except grpc.RpcError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

@@ -39,7 +39,7 @@ class Settings(BaseServiceSettings):
     # The invalidation listener's liveness check: a `SELECT 1` this often (when idle) that
     # must answer within the same time, else the cache is dropped and bypassed until the
     # listener reconnects.
-    friendship_level_cache_ping_interval_s: float = Field(default=5.0, gt=0)
+    friendship_level_cache_ping_interval_s: float = Field(default=0.5, gt=0)
     # Where the listener connects (LISTEN needs a session: not a transaction-pooling
     # PgBouncer). Default: DATABASE_URL.
     friendship_listen_database_url: str | None = None
