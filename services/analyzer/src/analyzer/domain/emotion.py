@@ -58,6 +58,11 @@ NEGATION_WINDOW = 3  # a negator at most this many words before the cue
 _NOT_CUES = frozenset({("buồn", "ngủ"), ("không", "sao")})
 
 _BY_LENGTH = sorted(LEXICON, key=lambda c: -len(c.phrase))
+# The cues that can start at a word, longest first (the order of _BY_LENGTH): a sentence is
+# scanned once per word against a handful of cues, not the whole lexicon.
+_BY_FIRST_WORD: dict[str, tuple[Cue, ...]] = {}
+for _cue in _BY_LENGTH:
+    _BY_FIRST_WORD[_cue.phrase[0]] = (*_BY_FIRST_WORD.get(_cue.phrase[0], ()), _cue)
 
 
 def _matches(tokens: list[str]) -> list[Emotion]:
@@ -66,7 +71,12 @@ def _matches(tokens: list[str]) -> list[Emotion]:
     i = 0
     while i < len(tokens):
         cue = next(
-            (c for c in _BY_LENGTH if tuple(tokens[i : i + len(c.phrase)]) == c.phrase), None
+            (
+                c
+                for c in _BY_FIRST_WORD.get(tokens[i], ())
+                if tuple(tokens[i : i + len(c.phrase)]) == c.phrase
+            ),
+            None,
         )
         if cue is None or tuple(tokens[i : i + 2]) in _NOT_CUES:
             i += 1

@@ -75,9 +75,12 @@ def excerpt(turns: Sequence[Turn], budget: PromptBudget) -> Excerpt:
         if len(chosen) >= budget.max_turns:
             break
         turn = turns[index]
-        if turn.role is Role.USER and count_questions(
-            clip(turn.content, budget.max_turn_chars)
-        ):
+        if turn.role is not Role.USER:
+            continue
+        text = clip(turn.content, budget.max_turn_chars)
+        # A turn that cannot fit is skipped before its questions are counted (the count is
+        # the costly part on a long log; take() would refuse it anyway).
+        if used + len(text) + _LINE_OVERHEAD <= budget.max_chars and count_questions(text):
             take(index, budget.max_chars)
     # 3. Earlier context, latest first, while room is left.
     for index in range(first_recent - 1, -1, -1):

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 
 from analyzer.domain.model import Role, Turn
-from analyzer.domain.text import is_vietnamese, sentences, words
+from analyzer.domain.text import first_word, is_vietnamese, sentences
 
 EN_QUESTION_STARTERS = frozenset(
     {
@@ -41,8 +41,8 @@ def is_question(sentence: str) -> bool:
     stripped = sentence.rstrip()
     if stripped.endswith(("?", "？")):
         return True
-    tokens = words(stripped)
-    if tokens and tokens[0] in EN_QUESTION_STARTERS and not stripped.endswith(("!", "！")):
+    first = first_word(stripped)
+    if first in EN_QUESTION_STARTERS and not stripped.endswith(("!", "！")):
         # "What a lovely day!" is an exclamation, not a question.
         return True
     if not is_vietnamese(stripped):

@@ -33,8 +33,14 @@ def words(sentence: str) -> list[str]:
     return _WORD.findall(sentence)
 
 
+def first_word(sentence: str) -> str | None:
+    """words(sentence)[0], or None: without splitting the whole sentence."""
+    match = _WORD.search(sentence)
+    return None if match is None else match.group()
+
+
 def is_vietnamese(sentence: str) -> bool:
-    return any(ch in _VIETNAMESE_LETTERS for ch in sentence)
+    return not _VIETNAMESE_LETTERS.isdisjoint(sentence)
 
 
 def contains_phrase(tokens: list[str], phrase: tuple[str, ...]) -> bool:
