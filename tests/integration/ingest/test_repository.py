@@ -78,6 +78,19 @@ def test_accept_stores_conversation_and_outbox_row_and_knows_a_duplicate(
     assert _rows(engine, "repo-1") == (1, 1)
 
 
+def test_an_already_normalized_log_fills_both_columns(engine: sa.Engine) -> None:
+    uow = functools.partial(SqlAlchemyUnitOfWork, engine)
+    turns = (Turn("user", "Chào bạn \U0001f44b", at=Instant(9)), Turn("assistant", "Hi."))
+    handlers.end_conversation(uow, conversation(conversation_id="same-1", turns=turns),
+                              max_turns=10, now=NOW)  # fmt: skip
+    with engine.connect() as conn:
+        raw, normalized = conn.execute(
+            sa.text("SELECT raw_log, normalized_log FROM ingest.conversations"
+                    " WHERE conversation_id = 'same-1'")
+        ).one()  # fmt: skip
+    assert raw == normalized == turns_to_json(turns)
+
+
 def test_turns_json_is_the_json_of_turns_to_json() -> None:
     turns = (
         Turn("user", 'quote " backslash \\ newline \n tab \t nul-free \u2028 \U0001f468\u200d'),

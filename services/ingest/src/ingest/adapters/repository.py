@@ -97,16 +97,19 @@ _NORMALIZED = (
     " user_initiated_questions, session_emotion"
 )
 # The conversation and its outbox row in one statement (atomic on its own): the outbox row
-# is inserted only if the conversation was.
+# is inserted only if the conversation was. normalized_log NULL: the same as the raw log
+# (sent and parsed once).
 INSERT_WITH_OUTBOX = sa.text(
-    f"WITH inserted AS ("
+    f"WITH logs AS (SELECT CAST(:raw_log AS jsonb) AS raw_log),"
+    f" inserted AS ("
     f" INSERT INTO {_C} (conversation_id, user_id, bot_id, bot_type, agent_tag, raw_log,"
     f" normalized_log, user_initiated_questions, session_emotion, started_at, ended_at,"
     f" content_hash, status, attempts, last_error, accepted_at, updated_at, trace_id)"
     f" VALUES (:conversation_id, :user_id, :bot_id, :bot_type, :agent_tag,"
-    f" CAST(:raw_log AS jsonb), CAST(:normalized_log AS jsonb), :user_initiated_questions,"
-    f" :session_emotion, :started_at, :ended_at, :content_hash, :status, 0, '',"
-    f" :accepted_at, :accepted_at, :trace_id)"
+    f" (SELECT raw_log FROM logs),"
+    f" COALESCE(CAST(:normalized_log AS jsonb), (SELECT raw_log FROM logs)),"
+    f" :user_initiated_questions, :session_emotion, :started_at, :ended_at, :content_hash,"
+    f" :status, 0, '', :accepted_at, :accepted_at, :trace_id)"
     f" ON CONFLICT (conversation_id) DO NOTHING RETURNING conversation_id)"
     f" INSERT INTO {outbox.fullname} (conversation_id, created_at)"
     f" SELECT conversation_id, :accepted_at FROM inserted RETURNING id"
@@ -166,10 +169,10 @@ class SqlAlchemyConversationRepository:
 
     def insert_with_outbox_if_absent(self, conversation: NewConversation) -> bool:
         request = conversation.request
-        raw_log = turns_json(request.turns)
-        # Mostly the normalized turns are the turns as received: one serialization for both.
+        # Mostly the normalized turns are the turns as received: then the log is serialized,
+        # sent and parsed once, for both columns.
         normalized_log = (
-            raw_log if conversation.normalized == request.turns
+            None if conversation.normalized == request.turns
             else turns_json(conversation.normalized)
         )
         params = {
@@ -178,7 +181,7 @@ class SqlAlchemyConversationRepository:
             "bot_id": request.bot_id,
             "bot_type": request.bot_type,
             "agent_tag": request.agent_tag,
-            "raw_log": raw_log,
+            "raw_log": turns_json(request.turns),
             "normalized_log": normalized_log,
             "user_initiated_questions": request.metadata.user_initiated_questions,
             "session_emotion": request.metadata.session_emotion,
