@@ -205,6 +205,14 @@ def test_health_needs_no_token_and_reflection_needs_a_valid_one(stack: Stack) ->
             assert any(name.startswith("spring.") for name in names), names
 
 
+def settle_pools() -> None:
+    """The proxy cut every pooled connection of every service. A connection used within the
+    last DB_PING_AFTER_IDLE_S (1 s) is not pinged before use and would fail its next unit of
+    work once (UNAVAILABLE; callers retry): past that second, each service's next checkout
+    pings and replaces it, so the tests after this one find a healthy stack."""
+    time.sleep(1.2)
+
+
 @pytest.mark.parametrize("mode", ["refuse", "blackhole"])
 def test_database_unreachable_is_unavailable_within_2s_and_recovers(
     ingest: ingest_pb2_grpc.IngestServiceStub,
@@ -227,6 +235,7 @@ def test_database_unreachable_is_unavailable_within_2s_and_recovers(
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         db_proxy.set_mode("forward")
+        settle_pools()
 
     deadline = time.monotonic() + 20
     while True:
@@ -264,6 +273,7 @@ def test_a_cached_level_gives_way_to_unavailable_once_the_database_stops_answeri
         assert code is grpc.StatusCode.UNAVAILABLE
     finally:
         db_proxy.set_mode("forward")
+        settle_pools()
     deadline = time.monotonic() + 20
     while True:
         try:
